@@ -1,0 +1,52 @@
+"""One runner per task: a composed Hydra config in, metrics out (printed and in ``metrics.json``)."""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classification", "detection", "segmentation")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with what to change."""
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Dispatch to ``ravlt.tasks.<task>.run(cfg) -> dict`` and report its metrics."""
+    name = cfg.task.name
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    dataset_task = cfg.dataset.get("task")
+    if dataset_task and dataset_task != name:
+        raise ConfigError(
+            f"dataset={cfg.dataset.name} is a {dataset_task} dataset but task={name}; "
+            f"pick a {name} dataset (see conf/dataset/)"
+        )
+    runner = importlib.import_module(f"ravlt.tasks.{name}")
+    metrics = runner.run(cfg)
+    write_metrics(metrics, cfg.output_dir)
+    key = cfg.task.get("monitor")
+    return metrics.get(key) if key else None
+
+
+def write_metrics(metrics: dict, output_dir: str | os.PathLike) -> Path:
+    """Print the final metrics and write them to ``<output_dir>/metrics.json`` atomically."""
+    out = Path(output_dir) / "metrics.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, str)) else v) for k, v in metrics.items()}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out)
+    width = max((len(k) for k in clean), default=0)
+    print("Final metrics:")
+    for k, v in sorted(clean.items()):
+        print(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    print(f"metrics written to {out}")
+    return out
