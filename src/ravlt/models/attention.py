@@ -63,7 +63,8 @@ class RALA(_GatedAttention):
     def mix(self, q, k, v, sin, cos):
         # α's softmax, the normaliser and the KV product accumulate in fp32 even under autocast.
         with torch.autocast(device_type=q.device.type, enabled=False):
-            q, k, v = q.float(), k.float(), v.float()
+            dtype = torch.promote_types(q.dtype, torch.float32)
+            q, k, v, sin, cos = (t.to(dtype) for t in (q, k, v, sin, cos))
             n = q.shape[-2]
             q = F.elu(q) + 1.0
             k = F.elu(k) + 1.0

@@ -32,7 +32,7 @@ class RoPE2d(nn.Module):
         self.register_buffer("angle", angle.repeat_interleave(2))
 
     def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        angle = self.angle.float()
+        angle = self.angle if self.angle.dtype == torch.float64 else self.angle.float()
         theta_h = torch.arange(height, device=angle.device, dtype=angle.dtype)[:, None] * angle
         theta_w = torch.arange(width, device=angle.device, dtype=angle.dtype)[:, None] * angle
         theta = torch.cat(

@@ -1,0 +1,12 @@
+"""OpenMMLab side of RAVLT: the ``ravlt`` registry scope, the dense backbone for mmdet and mmseg, and
+a W&B hook for interactive validation images.
+
+Configs load it with ``custom_imports=dict(imports=['ravlt.mm'], allow_failed_imports=False)`` and
+use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.runner` turns the project's Hydra config into an
+mmengine Runner (shared by the detection and segmentation tasks).
+"""
+from .backbone import RAVLTBackbone
+from .hooks import WandbDetectionImagesHook
+from .registry import HOOKS, MODELS
+
+__all__ = ["HOOKS", "MODELS", "RAVLTBackbone", "WandbDetectionImagesHook"]

@@ -1,0 +1,311 @@
+"""From the project's Hydra config to an mmengine Runner; shared by the detection and segmentation tasks.
+
+A task runner does three things::
+
+    from ravlt.mm import runner as mm
+
+    mm_cfg = mm.load_config(path)           # an mmengine Config file (detection/configs/..., segmentation/...)
+    ...                                     # task-specific: data roots, classes, evaluator files
+    mm.apply_project_settings(mm_cfg, cfg)  # backbone, hardware, logger, seed, work dir, cfg_options
+    metrics = mm.run(mm_cfg, cfg)          # train or eval (cfg.task.mode, cfg.ckpt_path)
+
+What :func:`apply_project_settings` takes from the Hydra config:
+
+- ``model``: ``model.backbone`` arch / drop_path_rate / attn_types (the config must use
+  ``ravlt.RAVLTBackbone``), ``init_cfg`` from ``model.pretrained``; the input widths of the neck
+  (``model.neck.in_channels``) follow the variant.
+- ``hardware``: ``accelerator`` (cpu runs hide CUDA), ``devices`` × ``num_nodes`` processes (DDP through
+  mmengine; :func:`run` spawns one process per local device), ``precision`` (``16-mixed`` / ``bf16-mixed`` select
+  ``AmpOptimWrapper``, anything else ``OptimWrapper``), ``num_workers`` for every dataloader.
+- ``task``: ``batch_size`` (images per device; null keeps the config's), ``max_epochs`` / ``max_iters``,
+  ``val_interval``, ``vis_interval`` (the first image of every n-th validation batch is drawn; 0 draws
+  none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval),
+  ``cfg_options`` (a nested dict merged last, like ``tools/train.py --cfg-options``).
+- ``logger``: ``wandb`` adds mmengine's ``WandbVisBackend`` (offline unless ``WANDB_MODE`` says
+  otherwise), ``tensorboard`` its ``TensorboardVisBackend``; local JSON scalars and images always.
+- ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``.
+
+:func:`run` builds the Runner, trains (resuming from ``ckpt_path`` when it is an mmengine training
+checkpoint, otherwise starting from its weights) or evaluates ``ckpt_path`` (loaded strictly), and
+returns the last evaluation's metrics as ``{name: float}``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from omegaconf import DictConfig, OmegaConf
+
+from ravlt.models import VARIANTS
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+AMP_DTYPES = {"16-mixed": "float16", "16": "float16", "bf16-mixed": "bfloat16", "bf16": "bfloat16"}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run, with what to change."""
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """An absolute path: as given, else relative to the working directory, else to the project root."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    for base in (Path.cwd(), PROJECT_ROOT):
+        if (base / path).exists():
+            return (base / path).resolve()
+    return (Path.cwd() / path).resolve()
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read an mmengine config file, with a clear error listing its siblings when it is missing."""
+    file = resolve_path(path)
+    if not file.is_file():
+        siblings = sorted(p.name for p in file.parent.glob("*.py")) if file.parent.is_dir() else []
+        hint = f" Configs in {file.parent}: {', '.join(siblings)}" if siblings else ""
+        raise ConfigError(f"mmengine config not found: {file}.{hint}")
+    return Config.fromfile(str(file))
+
+
+def feature_channels(arch: str, out_indices=(0, 1, 2, 3)) -> list[int]:
+    """Widths of the backbone outputs of a RAVLT variant (the neck / decode-head input channels)."""
+    if arch not in VARIANTS:
+        raise ConfigError(f"unknown RAVLT variant {arch!r}; choose one of {sorted(VARIANTS)}")
+    dims = VARIANTS[arch].embed_dims
+    return [dims[i] for i in sorted(out_indices)]
+
+
+def set_backbone(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
+    """Point ``model.backbone`` at the chosen variant; returns its output widths (neck set already)."""
+    backbone = mm_cfg.model.backbone
+    if backbone.get("type") not in ("ravlt.RAVLTBackbone", "RAVLTBackbone"):
+        raise ConfigError(
+            f"{mm_cfg.filename}: model.backbone.type is {backbone.get('type')!r}, expected 'ravlt.RAVLTBackbone'"
+        )
+    backbone.arch = model_cfg.name
+    backbone.drop_path_rate = model_cfg.get("drop_path_rate")
+    attn_types = model_cfg.get("attn_types", "llvv")
+    backbone.attn_types = OmegaConf.to_container(attn_types) if isinstance(attn_types, DictConfig | list) else attn_types
+    if model_cfg.get("pretrained"):
+        checkpoint = resolve_path(model_cfg.pretrained)
+        if not checkpoint.is_file():
+            raise ConfigError(f"model.pretrained: checkpoint not found: {checkpoint}")
+        backbone.init_cfg = dict(type="Pretrained", checkpoint=str(checkpoint))
+    elif backbone.get("init_cfg"):
+        log.warning(
+            "model.pretrained is null: the %s backbone starts from random weights. The paper's recipes "
+            "fine-tune ImageNet-1k weights: set model.pretrained=/path/to/RAVLT_%s.pth (ours or released).",
+            model_cfg.name, model_cfg.name[-1].upper(),
+        )
+        backbone.init_cfg = None
+    channels = feature_channels(model_cfg.name, backbone.get("out_indices", (0, 1, 2, 3)))
+    neck = mm_cfg.model.get("neck")
+    if isinstance(neck, dict) and "in_channels" in neck:
+        neck.in_channels = channels
+    return channels
+
+
+def world_size(hardware: DictConfig) -> int:
+    devices = hardware.get("devices", 1)
+    devices = 1 if devices in (None, "auto") else int(devices)
+    return devices * int(hardware.get("num_nodes", 1) or 1)
+
+
+def set_hardware(mm_cfg: Config, hardware: DictConfig) -> None:
+    """Device, launcher, mixed precision and dataloader workers from the ``hardware`` group."""
+    accelerator = str(hardware.get("accelerator", "cpu"))
+    on_cpu = accelerator == "cpu" or not torch.cuda.is_available()
+    if accelerator == "cpu" and torch.cuda.is_available():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # mmengine picks CUDA whenever it sees a GPU
+
+    optim = mm_cfg.optim_wrapper
+    dtype = AMP_DTYPES.get(str(hardware.get("precision", "32")))
+    if dtype and not on_cpu:
+        optim.type = "AmpOptimWrapper"
+        optim.dtype = dtype
+    else:  # mmengine's AmpOptimWrapper needs CUDA
+        optim.type = "OptimWrapper"
+        for key in ("dtype", "loss_scale"):
+            optim.pop(key, None)
+
+    workers = hardware.get("num_workers")
+    if workers is not None:
+        for name in DATALOADERS:
+            if mm_cfg.get(name):
+                mm_cfg[name].num_workers = int(workers)
+                mm_cfg[name].persistent_workers = int(workers) > 0
+
+    if world_size(hardware) > 1:
+        under_slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        mm_cfg.launcher = "slurm" if under_slurm else "pytorch"
+        env_cfg = mm_cfg.setdefault("env_cfg", {})
+        env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo" if on_cpu else "nccl"
+        if on_cpu:  # mmengine's default wrapper passes device_ids, which CPU modules reject
+            mm_cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", broadcast_buffers=False)
+    else:
+        mm_cfg.launcher = "none"
+
+
+def set_schedule(mm_cfg: Config, task: DictConfig) -> None:
+    """Images per device, training length, validation and drawing intervals from the ``task`` group."""
+    if task.get("batch_size"):
+        mm_cfg.train_dataloader.batch_size = int(task.batch_size)
+    train_cfg = mm_cfg.train_cfg
+    if task.get("max_epochs") and "max_epochs" in train_cfg:
+        train_cfg.max_epochs = int(task.max_epochs)
+    if task.get("max_iters") and "max_iters" in train_cfg:
+        train_cfg.max_iters = int(task.max_iters)
+    if task.get("val_interval"):
+        train_cfg.val_interval = int(task.val_interval)
+    vis_interval = task.get("vis_interval")
+    if vis_interval is not None:
+        vis_hook = mm_cfg.get("default_hooks", {}).get("visualization")
+        if vis_hook is not None:
+            vis_hook.draw = int(vis_interval) > 0
+        image_hooks = [h for h in mm_cfg.get("custom_hooks", []) if str(h.get("type")).endswith("ImagesHook")]
+        if not vis_interval:
+            mm_cfg.custom_hooks = [h for h in mm_cfg.get("custom_hooks", []) if h not in image_hooks]
+        for hook in [vis_hook, *image_hooks] if vis_interval else []:
+            if hook is not None:
+                hook.interval = int(vis_interval)
+
+
+def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: str) -> None:
+    """mmengine visualisation backends for the ``logger`` group (scalars, images)."""
+    name = logger.get("name", "none")
+    backends: list[dict[str, Any]] = [dict(type="LocalVisBackend")]
+    if name == "wandb":
+        backends.append(dict(
+            type="WandbVisBackend",
+            init_kwargs=dict(
+                project=logger.get("project") or "ravlt",
+                name=run_name,
+                dir=output_dir,
+                mode=os.environ.get("WANDB_MODE") or logger.get("mode") or "offline",
+                tags=list(logger.get("tags") or []),
+            ),
+        ))  # fmt: skip
+    elif name == "tensorboard":
+        backends.append(dict(type="TensorboardVisBackend"))
+    mm_cfg.visualizer.vis_backends = backends
+    mm_cfg.vis_backends = backends
+
+
+def apply_project_settings(mm_cfg: Config, cfg: DictConfig) -> Config:
+    """Apply the Hydra config's model / hardware / task / logger / seed / output settings (see module doc)."""
+    set_backbone(mm_cfg, cfg.model)
+    set_hardware(mm_cfg, cfg.hardware)
+    set_schedule(mm_cfg, cfg.task)
+    set_logger(mm_cfg, cfg.logger, cfg.run_name, cfg.output_dir)
+    mm_cfg.work_dir = str(cfg.output_dir)
+    mm_cfg.randomness = dict(seed=int(cfg.seed), deterministic=False)
+    mm_cfg.experiment_name = cfg.run_name
+    options = cfg.task.get("cfg_options")
+    if options:
+        mm_cfg.merge_from_dict(OmegaConf.to_container(options, resolve=True))
+    return mm_cfg
+
+
+class KeepLastMetrics(Hook):
+    """Remembers the metrics of the last validation / test epoch (the Runner only returns test's)."""
+
+    priority = "LOWEST"
+
+    def __init__(self):
+        self.metrics: dict[str, float] = {}
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics = dict(metrics or {})
+
+    after_test_epoch = after_val_epoch
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    """An mmengine training checkpoint (resumable): weights plus optimizer and loop state."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    ckpt = _load_checkpoint(str(path), map_location="cpu")
+    return isinstance(ckpt, dict) and {"state_dict", "optimizer", "meta"} <= ckpt.keys()
+
+
+def _floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, "__float__")}
+
+
+def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None) -> dict[str, float]:
+    """Build the Runner in this process and train or evaluate; returns the last evaluation's metrics."""
+    from mmengine.runner import Runner
+
+    mm_cfg = copy.deepcopy(mm_cfg)
+    if mode not in ("train", "eval"):
+        raise ConfigError(f"task.mode must be 'train' or 'eval', got {mode!r}")
+    checkpoint = resolve_path(ckpt_path) if ckpt_path else None
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ConfigError(f"ckpt_path: checkpoint not found: {checkpoint}")
+    if mode == "eval" and checkpoint is None:
+        log.warning("task.mode=eval without ckpt_path: evaluating freshly initialised weights")
+    if mode == "train" and checkpoint is not None:
+        if _is_training_checkpoint(checkpoint):
+            mm_cfg.resume, mm_cfg.load_from = True, str(checkpoint)
+        else:
+            log.info("ckpt_path %s holds weights only: training starts from them", checkpoint)
+            mm_cfg.resume, mm_cfg.load_from = False, str(checkpoint)
+
+    runner = Runner.from_cfg(mm_cfg)
+    keeper = KeepLastMetrics()
+    runner.register_hook(keeper)
+    if mode == "train":
+        runner.train()
+    else:
+        if checkpoint is not None:  # strict: a checkpoint that does not fit fails instead of half-loading
+            runner.load_checkpoint(str(checkpoint), map_location="cpu", strict=True)
+        runner.test()
+    return _floats(keeper.metrics)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawned_worker(rank: int, nprocs: int, port: int, mm_cfg: Config, mode: str, ckpt_path, result_file) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    if mm_cfg.env_cfg.dist_cfg.backend == "gloo":
+        # mmengine's own init calls torch.cuda.set_device, which a CPU-only torch lacks
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=nprocs)
+    metrics = run_local(mm_cfg, mode, ckpt_path)
+    if rank == 0:
+        Path(result_file).write_text(json.dumps(metrics))
+
+
+def run(mm_cfg: Config, cfg: DictConfig) -> dict[str, float]:
+    """Train or evaluate (``cfg.task.mode``, ``cfg.ckpt_path``) with mmengine's Runner.
+
+    With several devices on this node (``hardware.devices``) and no launcher around this process
+    (torchrun, srun), one process per device is spawned here; rank 0's metrics are returned.
+    """
+    mode, ckpt_path = cfg.task.get("mode", "train"), cfg.get("ckpt_path")
+    devices = world_size(cfg.hardware) // int(cfg.hardware.get("num_nodes", 1) or 1)
+    launched = "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    if mm_cfg.get("launcher", "none") == "none" or launched or devices < 2:
+        return run_local(mm_cfg, mode, ckpt_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "metrics.json"
+        torch.multiprocessing.spawn(
+            _spawned_worker, args=(devices, _free_port(), mm_cfg, mode, ckpt_path, str(result_file)), nprocs=devices
+        )
+        return json.loads(result_file.read_text())

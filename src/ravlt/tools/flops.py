@@ -1,0 +1,52 @@
+"""Parameters and FLOPs (fvcore, multiply-adds, 224²) of the RAVLT variants: ``make flops``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from math import prod
+
+import timm
+import torch
+from fvcore.nn import FlopCountAnalysis
+
+import ravlt  # noqa: F401
+from ravlt.models import VARIANTS
+
+# The authors' figures (spec §3), for the side-by-side column.
+PUBLISHED = {"ravlt_t": (15, 2.4), "ravlt_s": (26, 4.6), "ravlt_b": (48, 9.9), "ravlt_l": (95, 16.0)}
+
+
+def _sdpa_flops(inputs, outputs) -> int:
+    """fvcore has no handle for the fused kernel: count q·kᵀ and attn·v like two matmuls."""
+    q, k = (i.type().sizes() for i in inputs[:2])
+    return prod(q[:-1]) * k[-2] * q[-1] * 2
+
+
+def count(name: str, size: int = 224, **kwargs) -> tuple[float, float]:
+    """(parameters in millions, GFLOPs) of one model at ``size``×``size``."""
+    model = timm.create_model(name, **kwargs).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    analysis = FlopCountAnalysis(model, torch.randn(1, 3, size, size))
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return params, analysis.total() / 1e9
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--models", nargs="+", default=list(VARIANTS))
+    args = parser.parse_args(argv)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside fvcore
+    print(f"| model | params (M) | GFLOPs @{args.size} (fvcore) | published params / FLOPs |")
+    print("|---|---|---|---|")
+    for name in args.models:
+        params, gflops = count(name, args.size)
+        pub = PUBLISHED.get(name)
+        print(f"| {name} | {params:.2f} | {gflops:.2f} | {f'{pub[0]}M / {pub[1]}G' if pub else '-'} |")
+
+
+if __name__ == "__main__":
+    main()
