@@ -53,7 +53,8 @@ seg-ade20k: install
 
 # Refresh the tested version set after changing pyproject.toml.
 lock:
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements/lock.txt
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' \
+	  | sed 's|^onedl-mmcv @ .*|onedl-mmcv==2.3.6|' > requirements/lock.txt
 
 clean:
 	rm -rf outputs multirun .pytest_cache
