@@ -6,7 +6,7 @@ _base_ = './mask-rcnn_ravlt-t_fpn_1x_coco.py'
 data_root = 'data/generated/shapes_coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
 num_classes = 3
-image_scale = (128, 128)
+image_scale = (96, 96)
 channels = 64
 
 model = dict(

@@ -19,6 +19,7 @@ from PIL import Image
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import find_classes
 
 from .transforms import eval_transform, train_transform
 
@@ -108,7 +109,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         """Class names: the train split's folders (the val split's when only that one exists)."""
         folder = self.train_dir if self.train_dir.is_dir() else self.val_dir
-        return ImageFolder.find_classes(str(folder))[0]
+        return find_classes(str(folder))[0]
 
     @property
     def num_classes(self) -> int:
@@ -133,15 +134,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def train_dataloader(self) -> DataLoader:
-        world_size, rank = self._world()
+    def train_sampler(self, world_size: int, rank: int):
         if self.repeated_aug and world_size > 1:
-            sampler = RepeatAugSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True)
-        else:
-            sampler = DistributedSampler(
-                self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-            )
-        return self._loader(self.train_set, sampler, drop_last=True)
+            return RepeatAugSampler(self.train_set, num_replicas=world_size, rank=rank, shuffle=True)
+        return DistributedSampler(
+            self.train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_sampler(*self._world()), drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         world_size, rank = self._world()
@@ -157,5 +158,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             collate_fn=collate_readable,
             pin_memory=self.pin_memory,
             drop_last=drop_last,
-            persistent_workers=self.num_workers > 0,
+            # Fresh workers every epoch draw their seeds from the main process's RNG, which checkpoints
+            # restore: a resumed run then augments exactly like the uninterrupted one.
+            persistent_workers=False,
         )

@@ -39,11 +39,13 @@ def build_loggers(logger_cfg: Mapping, save_dir: str | os.PathLike, run_name: st
     return loggers
 
 
-def wandb_sync_hint(loggers: list[Logger]) -> str | None:
-    """The ``wandb sync`` command that uploads an offline W&B run, or None when there is none."""
+def finish_wandb(loggers: list[Logger]) -> str | None:
+    """Close the W&B run (rank 0); returns the ``wandb sync`` command that uploads it when it ran offline."""
+    hint = None
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            run = logger.experiment  # a no-op stand-in on ranks other than 0
-            if getattr(run, "settings", None) is not None and run.settings.mode == "offline":
-                return f"wandb sync {Path(run.dir).parent}"
-    return None
+            run = logger.experiment
+            if run.settings.mode == "offline":
+                hint = f"wandb sync {Path(run.dir).parent}"
+            run.finish()
+    return hint

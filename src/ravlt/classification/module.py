@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 import lightning as L
+from lightning.fabric.utilities.throughput import measure_flops
 import timm
 import torch
 from timm.data import Mixup
@@ -87,39 +89,46 @@ class ImageClassifier(L.LightningModule):
         self.model_ema = ModelEmaV3(self.model, use_warmup=bool(ema.get("warmup"))) if ema.get("enabled") else None
         if compile:
             self.model.compile()  # in place: the state-dict keys stay those of the plain model
+        self.flops_per_batch: int | None = None  # read by Lightning's ThroughputMonitor
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.val_ema_metrics = accuracy_metrics(num_classes, "val/ema_") if self.model_ema is not None else None
 
-    # --- setup ------------------------------------------------------------------------------------
+    # --- optimisation ----------------------------------------------------------------------------
     @property
     def global_batch_size(self) -> int:
         trainer = self.trainer
         return self.hparams.batch_size * trainer.world_size * trainer.accumulate_grad_batches
 
-    def _scaled(self, value: float, reference: int | None, power: bool = False) -> float:
+    @staticmethod
+    def scale_to_batch(value: float, global_batch: int, reference: int | None, power: bool = False) -> float:
+        """``value × global_batch / reference`` (or ``value ** (global_batch / reference)``); null: as is."""
         if not reference:
             return value
-        ratio = self.global_batch_size / reference
+        ratio = global_batch / reference
         return value**ratio if power else value * ratio
 
     def on_fit_start(self) -> None:
         if self.model_ema is not None:
             ema = self.hparams.ema
-            self.model_ema.decay = self._scaled(ema["decay"], ema.get("reference_batch"), power=True)
+            self.model_ema.decay = self.scale_to_batch(
+                ema["decay"], self.global_batch_size, ema.get("reference_batch"), power=True
+            )
             log.info("EMA decay per step: %.6g (global batch %d)", self.model_ema.decay, self.global_batch_size)
 
-    def configure_optimizers(self):
+    def create_optimizer(self, global_batch: int) -> torch.optim.Optimizer:
+        """The timm optimizer, lr scaled to ``global_batch``; no weight decay on 1-D parameters (norms,
+        biases) and on ``model.no_weight_decay()`` (LayerScale)."""
         opt = dict(self.hparams.optimizer)
-        name, lr = opt.pop("name"), self._scaled(opt.pop("lr"), opt.pop("lr_base_batch", None))
-        log.info("lr %.3g for a global batch of %d", lr, self.global_batch_size)
+        name = opt.pop("name")
+        lr = self.scale_to_batch(opt.pop("lr"), global_batch, opt.pop("lr_base_batch", None))
         if "betas" in opt:
             opt["betas"] = tuple(opt["betas"])
-        # filter_bias_and_bn: no decay on 1-D parameters (norms, biases) and on model.no_weight_decay()
-        optimizer = create_optimizer_v2(self.model, opt=name, lr=lr, filter_bias_and_bn=True, **opt)
+        log.info("lr %.3g for a global batch of %d", lr, global_batch)
+        return create_optimizer_v2(self.model, opt=name, lr=lr, filter_bias_and_bn=True, **opt)
 
+    def create_scheduler(self, optimizer: torch.optim.Optimizer, max_epochs: int, steps_per_epoch: int):
+        """The timm scheduler over ``max_epochs``, updated per optimizer step (``step_update``)."""
         sched = dict(self.hparams.scheduler)
-        max_epochs = max(1, self.trainer.max_epochs or 1)
-        steps_per_epoch = max(1, -(-self.trainer.estimated_stepping_batches // max_epochs))
         scheduler, _ = create_scheduler_v2(
             optimizer,
             sched=sched.pop("name"),
@@ -128,12 +137,36 @@ class ImageClassifier(L.LightningModule):
             updates_per_epoch=steps_per_epoch,
             **sched,
         )
+        return scheduler
+
+    def configure_optimizers(self):
+        optimizer = self.create_optimizer(self.global_batch_size)
+        max_epochs = max(1, self.trainer.max_epochs or 1)
+        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max_epochs))
+        scheduler = self.create_scheduler(optimizer, max_epochs, steps_per_epoch)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def lr_scheduler_step(self, scheduler, metric) -> None:
         scheduler.step_update(num_updates=self.global_step)
 
     # --- training ---------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Mapping, batch_idx: int) -> None:
+        if self.flops_per_batch is None and len(batch["image"]):
+            self.flops_per_batch = self.train_flops_per_image(batch["image"][:1]) * len(batch["image"])
+
+    @torch.no_grad()
+    def train_flops_per_image(self, image: torch.Tensor) -> int:
+        """Forward + backward FLOPs of one image (for the ThroughputMonitor's FLOP/s and MFU); counted in
+        eval mode, so BatchNorm statistics and the RNG stay untouched."""
+        was_training = self.model.training
+        self.model.eval()
+        with torch.enable_grad():
+            # .forward, not __call__: counts the plain model even when it is compiled
+            flops = measure_flops(self.model, lambda: self.model.forward(image), loss_fn=torch.Tensor.sum)
+        self.model.train(was_training)
+        self.model.zero_grad(set_to_none=True)
+        return flops
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 

@@ -17,7 +17,8 @@ What :func:`apply_project_settings` takes from the Hydra config:
 - ``hardware``: ``accelerator`` (cpu runs hide CUDA), ``devices`` × ``num_nodes`` processes (DDP through
   mmengine; :func:`run` spawns one process per local device), ``precision`` (``16-mixed`` / ``bf16-mixed`` select
   ``AmpOptimWrapper``, anything else ``OptimWrapper``), ``num_workers`` for every dataloader.
-- ``task``: ``batch_size`` (images per device; null keeps the config's), ``max_epochs`` / ``max_iters``,
+- ``task``: ``batch_size`` (images per device; null keeps the config's), ``max_epochs`` (epoch milestones of
+  the schedule scale along) / ``max_iters``,
   ``val_interval``, ``vis_interval`` (the first image of every n-th validation batch is drawn; 0 draws
   none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval),
   ``cfg_options`` (a nested dict merged last, like ``tools/train.py --cfg-options``).
@@ -117,10 +118,16 @@ def set_backbone(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
     return channels
 
 
-def world_size(hardware: DictConfig) -> int:
+def local_devices(hardware: DictConfig) -> int:
+    """Processes on this node: ``devices``, where -1 / ``auto`` mean every visible GPU (1 on the CPU)."""
     devices = hardware.get("devices", 1)
-    devices = 1 if devices in (None, "auto") else int(devices)
-    return devices * int(hardware.get("num_nodes", 1) or 1)
+    if devices in (None, "auto", -1, "-1"):
+        return max(torch.cuda.device_count(), 1) if hardware.get("accelerator", "cpu") != "cpu" else 1
+    return int(devices)
+
+
+def world_size(hardware: DictConfig) -> int:
+    return local_devices(hardware) * int(hardware.get("num_nodes", 1) or 1)
 
 
 def set_hardware(mm_cfg: Config, hardware: DictConfig) -> None:
@@ -158,13 +165,28 @@ def set_hardware(mm_cfg: Config, hardware: DictConfig) -> None:
         mm_cfg.launcher = "none"
 
 
+def scale_epoch_schedule(mm_cfg: Config, max_epochs: int) -> None:
+    """Train for ``max_epochs`` with the same schedule shape: epoch-based schedulers that ran to the old
+    last epoch now run to the new one, and step milestones move proportionally (8/12, 11/12 stay)."""
+    old = int(mm_cfg.train_cfg.max_epochs)
+    mm_cfg.train_cfg.max_epochs = max_epochs
+    schedulers = mm_cfg.get("param_scheduler") or []
+    for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if not sched.get("by_epoch", True):
+            continue
+        if sched.get("end") == old:
+            sched.end = max_epochs
+        if "milestones" in sched:
+            sched.milestones = [max(1, round(m * max_epochs / old)) for m in sched.milestones]
+
+
 def set_schedule(mm_cfg: Config, task: DictConfig) -> None:
     """Images per device, training length, validation and drawing intervals from the ``task`` group."""
     if task.get("batch_size"):
         mm_cfg.train_dataloader.batch_size = int(task.batch_size)
     train_cfg = mm_cfg.train_cfg
     if task.get("max_epochs") and "max_epochs" in train_cfg:
-        train_cfg.max_epochs = int(task.max_epochs)
+        scale_epoch_schedule(mm_cfg, int(task.max_epochs))
     if task.get("max_iters") and "max_iters" in train_cfg:
         train_cfg.max_iters = int(task.max_iters)
     if task.get("val_interval"):
@@ -191,6 +213,7 @@ def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: st
             type="WandbVisBackend",
             init_kwargs=dict(
                 project=logger.get("project") or "ravlt",
+                entity=logger.get("entity"),
                 name=run_name,
                 dir=output_dir,
                 mode=os.environ.get("WANDB_MODE") or logger.get("mode") or "offline",
@@ -299,7 +322,7 @@ def run(mm_cfg: Config, cfg: DictConfig) -> dict[str, float]:
     (torchrun, srun), one process per device is spawned here; rank 0's metrics are returned.
     """
     mode, ckpt_path = cfg.task.get("mode", "train"), cfg.get("ckpt_path")
-    devices = world_size(cfg.hardware) // int(cfg.hardware.get("num_nodes", 1) or 1)
+    devices = local_devices(cfg.hardware)
     launched = "LOCAL_RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
     if mm_cfg.get("launcher", "none") == "none" or launched or devices < 2:
         return run_local(mm_cfg, mode, ckpt_path)

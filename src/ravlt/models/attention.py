@@ -2,6 +2,12 @@
 
 Both share the layout of the released models: one 1×1 conv producing q, k, v, o (in that order),
 a 5×5 depth-wise LePE on v, the output gate ``o`` and a 1×1 output projection.
+
+The code is written for speed and keeps the numbers of the plain formulas (``reference.py`` holds them
+and ``tests/perf`` compares the two): heads are strided views of the projection (no copies in a
+channels-last model), RoPE is one complex multiplication, RALA's ``+ 1`` of ELU(t) + 1 and its α are
+folded into reductions and products instead of extra passes over the tokens, and intermediates are
+updated in place when autograd is not recording them.
 """
 from __future__ import annotations
 
@@ -9,7 +15,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rope import apply_rope
+from .rope import rotate, rotation_table
+
+
+def split_heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, heads, N, d): a view in both NCHW and channels-last memory."""
+    b, c, h, w = t.shape
+    return t.reshape(b, num_heads, c // num_heads, h * w).transpose(-1, -2)
+
+
+def merge_heads(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`split_heads`."""
+    return t.transpose(-1, -2).reshape(shape)
+
+
+def _elu(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """ELU(t) as a fresh contiguous (B, heads, N, d) tensor: ELU is several times slower on strided views."""
+    return F.elu_(t.to(dtype, memory_format=torch.contiguous_format, copy=True))
 
 
 class _GatedAttention(nn.Module):
@@ -28,22 +50,25 @@ class _GatedAttention(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1)
         self.use_gate = True
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, heads, N, d)."""
-        b, _, h, w = t.shape
-        return t.reshape(b, self.num_heads, self.head_dim, h * w).transpose(-1, -2)
-
     def mix(self, q, k, v, sin, cos) -> torch.Tensor:  # pragma: no cover - abstract
+        """(B, heads, N, d) q, k, v and (N, d) RoPE tables -> (B, heads, N, d) attention output."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
         q, k, v, o = self.qkvo(x).chunk(4, dim=1)
         lepe = self.lepe(v)
-        res = self.mix(self._heads(q), self._heads(k), self._heads(v), sin, cos)
-        res = res.transpose(-1, -2).reshape(b, c, h, w).to(lepe.dtype)
-        out = res + lepe
-        return self.proj(out * o if self.use_gate else out)
+        heads = self.num_heads
+        res = self.mix(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), sin, cos)
+        out = split_heads(lepe, heads)  # the sum takes LePE's (channels-last) memory layout
+        if lepe.requires_grad or res.requires_grad:
+            out = out + res.to(out.dtype)
+            if self.use_gate:
+                out = out * split_heads(o, heads)
+        else:
+            out.add_(res)
+            if self.use_gate:
+                out.mul_(split_heads(o, heads))
+        return self.proj(merge_heads(out, lepe.shape))
 
 
 class RALA(_GatedAttention):
@@ -64,17 +89,23 @@ class RALA(_GatedAttention):
         # α's softmax, the normaliser and the KV product accumulate in fp32 even under autocast.
         with torch.autocast(device_type=q.device.type, enabled=False):
             dtype = torch.promote_types(q.dtype, torch.float32)
-            q, k, v, sin, cos = (t.to(dtype) for t in (q, k, v, sin, cos))
-            n = q.shape[-2]
-            q = F.elu(q) + 1.0
-            k = F.elu(k) + 1.0
+            table = rotation_table(sin, cos, dtype)
+            # φ(t) = ELU(t) + 1 is kept as ELU(t); every use below adds the 1 where it costs nothing.
+            e_q, e_k, v = _elu(q, dtype), _elu(k, dtype), v.to(dtype)
             if self.use_alpha:
-                q_mean = q.mean(dim=-2, keepdim=True)  # (B, h, 1, d)
-                alpha = torch.softmax(self.scale * (q_mean @ k.transpose(-1, -2)), dim=-1)
-                k = k * (alpha.transpose(-1, -2) * n)  # (B, h, N, d)
-            z = 1.0 / (q @ k.mean(dim=-2, keepdim=True).transpose(-1, -2) + 1e-6)  # (B, h, N, 1)
-            kv = (apply_rope(k, sin, cos).transpose(-1, -2) @ v) / n  # (B, h, d, d)
-            return (apply_rope(q, sin, cos) @ kv) * z
+                q_mean = e_q.mean(dim=-2, keepdim=True) + 1.0  # mean of φ(q), (B, h, 1, d)
+                # softmax_N(scale·q̄·φ(k_j)) = softmax_N(scale·q̄·ELU(k_j)): the q̄·1 term is constant in j
+                alpha = torch.softmax(e_k @ (self.scale * q_mean).transpose(-1, -2), dim=-2)  # (B, h, N, 1)
+                k_mean = alpha.transpose(-1, -2) @ e_k + 1.0  # mean of k̃ = Σ_j α_j φ(k_j), (B, h, 1, d)
+                # Σ_j RoPE(k̃_j)ᵀ v_j / N with k̃_j = N α_j φ(k_j): the N cancels, α moves onto v
+                kv = rotate(e_k, table, add_one=True).transpose(-1, -2) @ (alpha * v)
+            else:
+                k_mean = e_k.mean(dim=-2, keepdim=True) + 1.0
+                kv = rotate(e_k, table, add_one=True).transpose(-1, -2) @ (v / q.shape[-2])
+            # z = 1 / (φ(q)·k̄ + 1e-6) with φ(q)·k̄ = ELU(q)·k̄ + Σ k̄
+            denom = e_q @ k_mean.transpose(-1, -2) + (k_mean.sum(-1, keepdim=True) + 1e-6)  # (B, h, N, 1)
+            num = rotate(e_q, table, add_one=True) @ kv
+            return num.div_(denom) if not num.requires_grad else num / denom
 
 
 class SoftmaxAttention(_GatedAttention):
@@ -84,8 +115,10 @@ class SoftmaxAttention(_GatedAttention):
     kind = "v"
 
     def mix(self, q, k, v, sin, cos):
-        q = apply_rope(q, sin.to(q.dtype), cos.to(q.dtype))
-        k = apply_rope(k, sin.to(k.dtype), cos.to(k.dtype))
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        table = rotation_table(sin, cos, dtype)
+        q = rotate(q.to(dtype), table).to(v.dtype)
+        k = rotate(k.to(dtype), table).to(v.dtype)
         return F.scaled_dot_product_attention(q, k, v)
 
 

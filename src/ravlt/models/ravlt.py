@@ -2,6 +2,13 @@
 
 Module and parameter names reproduce the released checkpoints' key layout (spec §5), so a released
 state dict loads with ``strict=True`` and no renaming.
+
+Speed (``reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
+the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, LayerNorm needs no
+permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
+is folded into the depth-wise kernel; LayerScale, DropPath and the residual add are one ``addcmul``;
+without autograd, intermediates are updated in place; :meth:`RAVLT.fuse` folds BatchNorm for
+inference.
 """
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .attention import ATTENTION_TYPES
 from .rope import RoPE2d
@@ -55,19 +64,44 @@ class LayerNorm2d(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def depthwise_plus_identity(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``x + conv(x)`` for a depth-wise ``conv`` in one pass: the identity joins the kernel's centre tap."""
+    weight = conv.weight.clone()
+    weight[:, :, conv.kernel_size[0] // 2, conv.kernel_size[1] // 2] += 1.0
+    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def add_residual(x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
+    """``x + DropPath(γ·y)`` in one pass: DropPath's per-sample keep mask and 1/keep land on γ.
+
+    In place on ``x`` when autograd records none of the three (x is then a block's own intermediate).
+    """
+    scale = drop_path(gamma.expand(x.shape[0], -1, -1, -1))
+    if x.requires_grad or y.requires_grad or scale.requires_grad:
+        return torch.addcmul(x, y, scale)
+    return x.addcmul_(y, scale)
+
+
+class GELU(nn.GELU):
+    """GELU, in place when autograd does not record its input (it is then a fresh intermediate)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) if x.requires_grad else torch.ops.aten.gelu_(x)
+
+
 class ConvFFN(nn.Module):
     """1×1 conv (C→rC), GELU, h + DWConv3×3(h), 1×1 conv (rC→C)."""
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden_dim, 1)
-        self.act = nn.GELU()
+        self.act = GELU()
         self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.fc1(x))
-        return self.fc2(x + self.dwconv(x))
+        return self.fc2(depthwise_plus_identity(self.dwconv, x))
 
 
 class RAVLTBlock(nn.Module):
@@ -93,9 +127,9 @@ class RAVLTBlock(nn.Module):
         self.gamma_2 = nn.Parameter(torch.full((1, dim, 1, 1), float(layer_scale_init)))
 
     def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos(x)
-        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x), sin, cos))
-        return x + self.drop_path(self.gamma_2 * self.ffn(self.norm2(x)))
+        x = depthwise_plus_identity(self.pos, x)
+        x = add_residual(x, self.attn(self.norm1(x), sin, cos), self.gamma_1, self.drop_path)
+        return add_residual(x, self.ffn(self.norm2(x)), self.gamma_2, self.drop_path)
 
 
 class Downsample(nn.Module):
@@ -151,9 +185,9 @@ def _stem(in_chans: int, dim: int) -> nn.Sequential:
     """Stride-4 conv stem; indices 0,1,3,4,6,7,9,10 hold the conv/BN pairs of the checkpoints."""
     half = dim // 2
     return nn.Sequential(
-        nn.Conv2d(in_chans, half, 3, stride=2, padding=1), nn.BatchNorm2d(half), nn.GELU(),
-        nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), nn.GELU(),
-        nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), nn.GELU(),
+        nn.Conv2d(in_chans, half, 3, stride=2, padding=1), nn.BatchNorm2d(half), GELU(),
+        nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), GELU(),
+        nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), GELU(),
         nn.Conv2d(half, dim, 3, stride=2, padding=1), nn.BatchNorm2d(dim),
     )  # fmt: skip
 

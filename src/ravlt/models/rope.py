@@ -1,4 +1,11 @@
-"""2-D rotary position embedding (RoPE) as released with RAVLT (spec §4)."""
+"""2-D rotary position embedding (RoPE) as released with RAVLT (spec §4).
+
+Two equivalent ways to apply it:
+
+- :func:`apply_rope` — the formula as written, ``x·cos θ + rot(x)·sin θ``; the plain reference.
+- :func:`rotate` — the fast path. Both channels of a pair share one angle, so RoPE is a complex
+  multiplication ``(x_{2i} + i·x_{2i+1}) · e^{iθ_i}``: one kernel, no pair-swapping copies.
+"""
 from __future__ import annotations
 
 import torch
@@ -14,6 +21,31 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
     """RoPE(x) = x·cos θ + rot(x)·sin θ; x is (..., N, d), sin/cos are (N, d)."""
     return x * cos + rotate_pairs(x) * sin
+
+
+def rotation_table(sin: torch.Tensor, cos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The (N, d/2) complex table ``e^{iθ}`` of a (N, d) sin/cos pair whose channels come in equal pairs
+    (as :class:`RoPE2d` makes them), in the complex type of real ``dtype`` (float32 or float64)."""
+    return torch.complex(cos[:, 0::2].to(dtype), sin[:, 0::2].to(dtype))
+
+
+def _as_complex(x: torch.Tensor) -> torch.Tensor:
+    pairs = x.unflatten(-1, (-1, 2))
+    if pairs.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()
+    return torch.view_as_complex(pairs)
+
+
+def rotate(x: torch.Tensor, table: torch.Tensor, add_one: bool = False) -> torch.Tensor:
+    """RoPE(x), or RoPE(x + 1) with ``add_one``, through ``table`` from :func:`rotation_table`.
+
+    x is real (..., N, d) with a unit last stride (any other strides) in the real type of ``table``.
+    ``add_one`` folds the ``+ 1`` of RALA's kernel ELU(t) + 1 into the same kernel: RoPE is linear,
+    so RoPE(x + 1) = RoPE(x) + (1 + i)·e^{iθ}.
+    """
+    xc = _as_complex(x)
+    out = torch.addcmul(table * (1 + 1j), xc, table) if add_one else xc * table
+    return torch.view_as_real(out).flatten(-2)
 
 
 class RoPE2d(nn.Module):

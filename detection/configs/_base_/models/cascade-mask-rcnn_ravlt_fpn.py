@@ -30,8 +30,7 @@ model = dict(
         drop_path_rate=None,
         attn_types='llvv',
         frozen_stages=-1,
-        norm_eval=False,
-        init_cfg=None),
+        norm_eval=False),
     neck=dict(in_channels=[64, 128, 256, 512]),
     roi_head=dict(bbox_head=[
         _bbox_head([0.1, 0.1, 0.2, 0.2]),

@@ -11,8 +11,7 @@ model = dict(
         drop_path_rate=None,
         attn_types='llvv',
         frozen_stages=-1,
-        norm_eval=False,
-        init_cfg=None),
+        norm_eval=False),
     neck=dict(in_channels=[64, 128, 256, 512], start_level=1, add_extra_convs='on_input', num_outs=5))
 
 # extra_norms.0 feeds nothing (start_level=1): let DDP skip its gradient

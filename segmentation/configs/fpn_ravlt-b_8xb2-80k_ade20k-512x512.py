@@ -1,0 +1,7 @@
+# Semantic FPN 80k, RAVLT-B; paper: 51.9 mIoU ADE20K val.
+_base_ = './fpn_ravlt-t_8xb2-80k_ade20k-512x512.py'
+
+pretrained = 'checkpoints/RAVLT_B.pth'
+model = dict(
+    backbone=dict(arch='ravlt_b', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 512]))

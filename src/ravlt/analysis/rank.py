@@ -1,0 +1,166 @@
+"""Rank analysis of RALA: KV-buffer and output-feature ranks of every attention block, three variants.
+
+    python -m ravlt.analysis.rank --model ravlt_t [--checkpoint PATH] [--images DIR] --out DIR [--wandb]
+
+Runs the model on images (scikit-image's bundled photographs by default, so it works offline), records
+every attention block's input and, on that same input, compares RALA as built, the same block with α and
+the output gate off (plain linear attention) and softmax attention (see :mod:`ravlt.analysis.variants`
+for exactly which matrices are measured). Prints a table per stage, writes ``rank_stage{i}.png`` per
+stage and ``rank.json`` to ``--out``, optionally logs them to W&B, and ends with one line saying whether
+RALA's KV buffer out-ranks plain linear attention's in every RALA block.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import timm
+import torch
+from PIL import Image
+from torch import nn
+
+from ravlt.classification.checkpointing import checkpoint_weights
+from ravlt.models import VARIANTS as MODEL_VARIANTS
+from ravlt.models.checkpoint import CheckpointMismatchError, match_state_dict
+
+from .hooks import record_attention_inputs
+from .images import SAMPLE_IMAGES, folder_images, sample_images, to_input
+from .measure import BlockRanks, RankCollector
+from .plots import plot_stage
+from .report import by_stage, kv_comparison, stage_table, summary_line, to_json, write_json
+from .spectrum import DEFAULT_RTOL
+
+log = logging.getLogger(__name__)
+
+
+def build_model(name: str, checkpoint: str | None = None, attn_types: str | None = None, use_ema: bool = False) -> nn.Module:
+    """The RAVLT backbone (no classifier) in eval mode, with the weights of ``checkpoint`` when given.
+
+    Any of our checkpoints fits: classification (Lightning ``.ckpt``, released ``RAVLT_*.pth``, bare state
+    dict) or detection / segmentation (``backbone.*``); a checkpoint of another variant raises
+    :class:`~ravlt.models.CheckpointMismatchError`.
+    """
+    kwargs = {"attn_types": attn_types} if attn_types else {}
+    model = timm.create_model(name, with_head=False, **kwargs)
+    if checkpoint:
+        weights, ema = checkpoint_weights(checkpoint)
+        if use_ema:
+            if ema is None:
+                raise CheckpointMismatchError(f"--ema: {checkpoint} holds no EMA weights")
+            weights = ema
+        model.load_state_dict(match_state_dict(weights, model), strict=False)  # completeness checked above
+    return model.eval()
+
+
+def analyse(model: nn.Module, images: list[tuple[str, Image.Image]], image_size: int, rtol: float) -> list[BlockRanks]:
+    """Ranks of every attention block over ``images`` (one forward each)."""
+    collector = RankCollector(rtol)
+    for k, (name, image) in enumerate(images, 1):
+        start = time.perf_counter()
+        with record_attention_inputs(model) as calls, torch.no_grad():
+            model.forward_features(to_input(image, image_size))
+        collector.add(calls)
+        print(f"  image {k}/{len(images)} {name}: {len(calls)} attention blocks measured in {time.perf_counter() - start:.1f} s")
+    return collector.results()
+
+
+def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_path: Path) -> str:
+    """Log the per-block table, the stage plots and the JSON to a W&B run (offline unless WANDB_MODE says
+    otherwise); returns the run's local folder."""
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE") or args.wandb_mode
+    run = wandb.init(project=args.wandb_project, name=f"rank-{args.model}", dir=str(args.out), mode=mode,
+                     job_type="rank-analysis", config={k: v for k, v in data.items() if k not in ("blocks", "summary", "definitions")},
+                     settings=wandb.Settings(quiet=True))  # fmt: skip
+    columns = ["stage", "block", "built_as", "quantity", "variant", "mean_rank", "mean_effective_rank", "max_rank"]
+    rows = [
+        [b["stage"], b["block"], b["built_as"], q, v, b[q][v]["mean_rank"], b[q][v]["mean_effective_rank"], b[q][v]["max_rank"]]
+        for b in data["blocks"] for q in ("kv", "output") for v in b[q]
+    ]  # fmt: skip
+    run.log({"rank/blocks": wandb.Table(columns=columns, data=rows),
+             **{f"rank/{p.stem}": wandb.Image(str(p)) for p in pngs}})  # fmt: skip
+    run.summary.update({f"rank/{k}": v for k, v in data["summary"].items()})
+    run.save(str(json_path), base_path=str(json_path.parent), policy="now")
+    folder = run.dir
+    run.finish()
+    return folder
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="ravlt-rank",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="ravlt_t", choices=sorted(MODEL_VARIANTS))
+    p.add_argument("--checkpoint", help="classification (.ckpt / RAVLT_*.pth) or detection / segmentation checkpoint; "
+                   "without one the weights are random")  # fmt: skip
+    p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
+    p.add_argument("--attn-types", help="per-stage attention types, e.g. llll (default: the variant's, llvv)")
+    p.add_argument("--images", help=f"folder of images (default: scikit-image's {', '.join(SAMPLE_IMAGES)})")
+    p.add_argument("--image-size", type=int, default=224, help="short side resized to this, then a centre crop")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="relative tolerance of the numerical rank")
+    p.add_argument("--out", required=True, type=Path, help="folder for rank_stage*.png and rank.json")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--wandb", action="store_true", help="log the table, plots and JSON to W&B")
+    p.add_argument("--wandb-project", default="ravlt")
+    p.add_argument("--wandb-mode", default="offline", choices=("offline", "online"), help="WANDB_MODE overrides it")
+    args = p.parse_args(argv)
+    if args.rtol <= 0 or args.rtol >= 1:
+        p.error(f"--rtol must be in (0, 1), got {args.rtol}")
+    if args.image_size < 32:
+        p.error(f"--image-size must be at least 32 (four stages of downsampling), got {args.image_size}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model = build_model(args.model, args.checkpoint, args.attn_types, args.ema)
+        images = folder_images(args.images) if args.images else sample_images()
+    except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    random_init = not args.checkpoint
+    if random_init:
+        print("WARNING: no --checkpoint: analysing a RANDOMLY INITIALISED model. Its ranks say nothing about a "
+              "trained RAVLT; pass --checkpoint RAVLT_T.pth (or your own) for the paper's claim.")  # fmt: skip
+    print(f"Rank analysis of {args.model} ({args.checkpoint or 'random init'}) on {len(images)} image(s) at "
+          f"{args.image_size}×{args.image_size}:")  # fmt: skip
+    blocks = analyse(model, images, args.image_size, args.rtol)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    pngs = []
+    for stage, stage_blocks in by_stage(blocks):
+        print()
+        print(stage_table(stage, stage_blocks, len(images), args.rtol))
+        pngs.append(plot_stage(stage, stage_blocks, args.rtol, args.out / f"rank_stage{stage + 1}.png"))
+    comparison = kv_comparison(blocks)
+    meta = {
+        "model": args.model,
+        "attn_types": args.attn_types or "".join(MODEL_VARIANTS[args.model].attn_types),
+        "checkpoint": args.checkpoint,
+        "ema": args.ema,
+        "random_init": random_init,
+        "images": [name for name, _ in images],
+        "image_size": args.image_size,
+        "rtol": args.rtol,
+    }
+    json_path = write_json(to_json(blocks, meta, comparison), args.out / "rank.json")
+    print()
+    print(f"wrote {json_path} and {len(pngs)} plot(s): {', '.join(p.name for p in pngs)}")
+    if args.wandb:
+        print(f"logged to W&B ({os.environ.get('WANDB_MODE') or args.wandb_mode}): {log_to_wandb(args, to_json(blocks, meta, comparison), pngs, json_path)}")
+    print(summary_line(comparison, args.rtol, random_init))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

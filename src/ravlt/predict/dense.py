@@ -1,0 +1,94 @@
+"""What the detection and segmentation predictors share: the mmengine config of a checkpoint, strict
+loading, the input as OpenMMLab expects it, and where the overlay goes."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from mmengine.config import Config
+from mmengine.runner.checkpoint import load_state_dict
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import nn
+
+from ravlt.models.checkpoint import CheckpointMismatchError
+
+from .checkpoints import mmengine_state_dict
+
+log = logging.getLogger(__name__)
+
+BACKBONE_TYPES = ("ravlt.RAVLTBackbone", "RAVLTBackbone")
+
+
+def config_from_checkpoint(checkpoint: Mapping) -> Config | None:
+    """The config an mmengine Runner saved in the checkpoint (``meta.cfg``), when it is one of ours."""
+    text = (checkpoint.get("meta") or {}).get("cfg")
+    if not isinstance(text, str):
+        return None
+    import ravlt.mm  # noqa: F401  (registers ravlt.RAVLTBackbone for the config's model)
+
+    config = Config.fromstring(text, ".py")
+    backbone = config.get("model", {}).get("backbone", {}).get("type")
+    if backbone not in BACKBONE_TYPES:
+        log.info("the checkpoint's own config has backbone %r, not a RAVLT: not using it", backbone)
+        return None
+    return config
+
+
+def config_from_group(cfg: DictConfig, group: str) -> Config:
+    """The ``detector`` / ``segmentor`` group's config with ``model``'s backbone (for checkpoints that do not
+    carry a config, such as released ones)."""
+    from ravlt.mm import runner as mm
+    from ravlt.tasks.detection import detector_config_path as sized_config_path
+
+    if group not in cfg:
+        raise ValueError(f"the checkpoint carries no config and {group}=... is not set; name the {group} it was trained with")
+    mm_cfg = mm.load_config(sized_config_path(cfg[group].config, cfg.model.name))
+    mm_cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight
+    mm.set_backbone(mm_cfg, OmegaConf.merge(cfg.model, {"pretrained": None}))
+    return mm_cfg
+
+
+def model_config(checkpoint: Mapping, cfg: DictConfig, group: str) -> Config:
+    config = config_from_checkpoint(checkpoint)
+    if config is not None:
+        print(f"config: the one saved in the checkpoint (backbone {config.model.backbone.get('arch')})")
+        return config
+    config = config_from_group(cfg, group)
+    print(f"config: {group}={cfg[group].name} with model={cfg.model.name} (the checkpoint carries none)")
+    return config
+
+
+def load_weights(model: nn.Module, checkpoint: Mapping, path: Path, group: str) -> None:
+    """Load every weight of the checkpoint into ``model`` or fail naming what does not fit."""
+    try:
+        load_state_dict(model, mmengine_state_dict(checkpoint), strict=True)
+    except RuntimeError as e:
+        raise CheckpointMismatchError(
+            f"checkpoint={path} does not fit the model built from its config:\n{e}\n"
+            f"If the checkpoint carries no config, pick the model=... and {group}=... it was trained with."
+        ) from e
+
+
+def dataset_meta(checkpoint: Mapping) -> dict:
+    """Class names (and palette) that the training run saved in the checkpoint, keys lower-cased."""
+    meta = (checkpoint.get("meta") or {}).get("dataset_meta") or {}
+    return {k.lower(): v for k, v in meta.items()}
+
+
+def bgr_array(image: Image.Image) -> np.ndarray:
+    """The RGB image as the BGR uint8 array OpenMMLab pipelines take (as ``mmcv.imread`` returns)."""
+    return np.ascontiguousarray(np.asarray(image)[..., ::-1])
+
+
+def overlay_path(cfg: DictConfig, task: str) -> Path:
+    """``output=...``, or ``<image stem>_<task>.png`` next to the input image."""
+    if cfg.get("output"):
+        out = Path(cfg.output).expanduser()
+    else:
+        image = Path(cfg.image)
+        out = image.with_name(f"{image.stem}_{task}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,63 @@
+"""Detection / instance segmentation: boxes and masks drawn over the image (PNG next to the input)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+from mmdet.apis import inference_detector, init_detector
+from mmdet.utils import get_test_pipeline_cfg
+from mmdet.visualization import DetLocalVisualizer
+from mmengine.dataset import Compose
+from omegaconf import DictConfig
+
+from .checkpoints import existing_file, load_checkpoint_file, require_task
+from .dense import bgr_array, dataset_meta, load_weights, model_config, overlay_path
+from .images import read_image
+
+SHOWN = 10  # detections listed on the console
+
+
+def inference_pipeline(config) -> Compose:
+    """The config's test pipeline for an in-memory image: no annotations to load."""
+    steps = [step for step in copy.deepcopy(get_test_pipeline_cfg(config)) if "LoadAnnotations" not in step["type"]]
+    steps[0]["type"] = "mmdet.LoadImageFromNDArray"
+    return Compose(steps)
+
+
+def predict(cfg: DictConfig) -> dict:
+    path = existing_file(cfg.checkpoint, "checkpoint")
+    image = read_image(cfg.image)
+    checkpoint = load_checkpoint_file(path)
+    require_task(checkpoint, "detection", path)
+    config = model_config(checkpoint, cfg, "detector")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="checkpoint is None")  # the weights are loaded strictly below
+        model = init_detector(config, None, device=cfg.device)
+    load_weights(model, checkpoint, path, "detector")
+    model.dataset_meta = dataset_meta(checkpoint) or model.dataset_meta  # else mmdet's COCO classes
+
+    result = inference_detector(model, bgr_array(image), test_pipeline=inference_pipeline(model.cfg))
+    out = overlay_path(cfg, "detection")
+    visualizer = DetLocalVisualizer(name="ravlt_predict_detection")
+    visualizer.dataset_meta = model.dataset_meta
+    visualizer.add_datasample(
+        "prediction", np.asarray(image), result, draw_gt=False,
+        pred_score_thr=cfg.score_threshold, out_file=str(out),
+    )  # fmt: skip
+
+    instances = result.pred_instances
+    keep = instances.scores >= cfg.score_threshold
+    classes = model.dataset_meta["classes"]
+    detections = [
+        {"class": classes[int(label)], "score": float(score), "box_xyxy": [round(float(v), 1) for v in box]}
+        for label, score, box in zip(instances.labels[keep], instances.scores[keep], instances.bboxes[keep])
+    ]
+    print(f"{len(detections)} detection(s) with score >= {cfg.score_threshold} in {cfg.image}"
+          f"{' (masks drawn too)' if 'masks' in instances else ''}:")  # fmt: skip
+    for d in detections[:SHOWN]:
+        print(f"  {d['score']:.2f}  {d['class']}  box {d['box_xyxy']}")
+    if len(detections) > SHOWN:
+        print(f"  ... and {len(detections) - SHOWN} more")
+    print(f"overlay written to {out}")
+    return {"task": "detection", "image": str(cfg.image), "overlay": str(out), "detections": detections}

@@ -1,0 +1,138 @@
+"""Semantic segmentation: a Hydra config in, mmseg (mmengine Runner) behind, mIoU / mAcc / aAcc out.
+
+    python train.py task=segmentation model=ravlt_s segmentor=upernet_160k dataset=ade20k hardware=gpus
+    python train.py task=segmentation task.mode=eval ckpt_path=upernet_s.pth segmentor=upernet_160k dataset=ade20k
+
+The segmentor group names an mmseg config in ``segmentation/configs/``; the dataset group gives an
+ADE20K-layout root (``ADEChallengeData2016/{images,annotations}/{training,validation}``) and its
+classes; :mod:`ravlt.mm.runner` applies model, hardware, logger and task settings and runs mmengine.
+Metrics come back as fractions (mmseg logs percentages) plus ``invalid_label_pixels``, the number of
+ground-truth pixels whose label was outside the class range and therefore ignored.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mmengine.config import Config
+from omegaconf import DictConfig, OmegaConf
+
+from ravlt.mm import runner as mm
+
+from . import ConfigError
+from .detection import detector_config_path as sized_config_path
+from .detection import set_num_classes
+
+log = logging.getLogger(__name__)
+
+ADE_DIR = "ADEChallengeData2016"
+SPLITS = {"train": "training", "val": "validation"}
+DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+PERCENT_METRICS = ("aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall")
+SLIDE_STRIDE = 2 / 3  # sliding-window test: windows of the training crop, overlapping by a third
+
+
+def _missing(dataset: DictConfig, what: str, path: Path) -> ConfigError:
+    env = dataset.get("root_env")
+    where = "dataset.root=/path/to/folder" + (f" (or the {env} environment variable)" if env else "")
+    return ConfigError(
+        f"{dataset.name}: {what} not found: {path}\n"
+        f"Set {where} to the folder holding {ADE_DIR}/images/{{training,validation}} and "
+        f"{ADE_DIR}/annotations/{{training,validation}} ({ADE_DIR} itself is accepted too)."
+    )
+
+
+def dataset_root(dataset: DictConfig, need_train: bool) -> Path:
+    """The ``ADEChallengeData2016`` folder of the dataset (generated first for shapes_ade), checked."""
+    if not dataset.get("root"):
+        raise _missing(dataset, "dataset root", Path("<unset>"))
+    root = mm.resolve_path(dataset.root)
+    if dataset.get("generator") == "shapes_ade":
+        from ravlt.data.shapes_ade import ShapesADESpec, generate_shapes_ade
+
+        generate_shapes_ade(root, ShapesADESpec(**OmegaConf.to_container(dataset.get("generator_args") or {})))
+    if not root.is_dir():
+        raise _missing(dataset, "dataset root", root)
+    base = root / ADE_DIR if (root / ADE_DIR).is_dir() else root
+    for split in ("train", "val") if need_train else ("val",):
+        images, labels = base / "images" / SPLITS[split], base / "annotations" / SPLITS[split]
+        if not images.is_dir() or not any(images.glob("*.jpg")):
+            raise _missing(dataset, f"{split} images (*.jpg)", images)
+        if not labels.is_dir() or not any(labels.glob("*.png")):
+            raise _missing(dataset, f"{split} annotations (*.png)", labels)
+    return base
+
+
+def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) -> None:
+    """Point every dataloader at the dataset, with its mmseg class and its classes."""
+    base = dataset_root(dataset, need_train)
+    classes = tuple(dataset.classes) if dataset.get("classes") else None
+    for name in DATALOADERS:
+        ds = mm_cfg[name].dataset
+        ds.type = dataset.get("type", "ADE20KDataset")
+        ds.data_root = str(base)
+        ds.update(img_suffix=".jpg", seg_map_suffix=".png", reduce_zero_label=True)
+        if classes:
+            ds.metainfo = dict(classes=classes)
+        else:  # the dataset class's own classes (ADE20K's 150)
+            ds.pop("metainfo", None)
+    num_classes = len(classes) if classes else int(dataset.num_classes)
+    set_num_classes(mm_cfg.model, num_classes)
+    for name in DATALOADERS:  # ravlt.IgnoreInvalidLabels in the pipelines
+        set_num_classes(mm_cfg[name], num_classes)
+
+
+def set_head_inputs(mm_cfg: Config, channels: list[int]) -> None:
+    """Heads that read the backbone directly (UperNet, its auxiliary FCN) take the variant's widths."""
+    model = mm_cfg.model
+    if model.get("neck"):
+        return  # the heads read the neck, whose inputs set_backbone already switched
+    for key in ("decode_head", "auxiliary_head"):
+        heads = model.get(key)
+        for head in heads if isinstance(heads, list) else [heads] if heads else []:
+            index = head.get("in_index", -1)
+            head.in_channels = [channels[i] for i in index] if isinstance(index, (list, tuple)) else channels[index]
+
+
+def set_test_mode(mm_cfg: Config, mode: str | None) -> None:
+    """``whole``: one pass over the resized image; ``slide``: windows of the training crop."""
+    if mode in (None, "whole"):
+        mm_cfg.model.test_cfg = dict(mode="whole")
+    elif mode == "slide":
+        crop = tuple(int(v) for v in mm_cfg.get("crop_size", (512, 512)))
+        stride = tuple(int(round(v * SLIDE_STRIDE)) for v in crop)
+        mm_cfg.model.test_cfg = dict(mode="slide", crop_size=crop, stride=stride)
+    else:
+        raise ConfigError(f"segmentor.test_mode must be 'whole' or 'slide', got {mode!r}")
+
+
+def rescale_schedule(mm_cfg: Config, new_iters: int) -> None:
+    """For a run of ``new_iters`` instead of the config's length: the schedulers that ended with
+    training (poly decay) end with it again; a warm-up longer than the run is cut to it."""
+    old_iters = int(mm_cfg.train_cfg.max_iters)
+    for scheduler in mm_cfg.get("param_scheduler") or []:
+        if scheduler.get("end") == old_iters or scheduler.get("end", 0) > new_iters:
+            scheduler.end = new_iters
+        scheduler.begin = min(int(scheduler.get("begin", 0)), new_iters - 1)
+
+
+def build_config(cfg: DictConfig) -> Config:
+    """The mmengine config of a segmentation run: the segmentor's file with data and project settings
+    (``task.cfg_options`` still come last)."""
+    mm_cfg = mm.load_config(sized_config_path(cfg.segmentor.config, cfg.model.name))
+    set_dataset(mm_cfg, cfg.dataset, need_train=cfg.task.mode == "train")
+    set_head_inputs(mm_cfg, mm.feature_channels(cfg.model.name, mm_cfg.model.backbone.get("out_indices", (0, 1, 2, 3))))
+    set_test_mode(mm_cfg, cfg.segmentor.get("test_mode"))
+    if cfg.task.get("max_iters"):
+        rescale_schedule(mm_cfg, int(cfg.task.max_iters))
+    return mm.apply_project_settings(mm_cfg, cfg)
+
+
+def as_fractions(metrics: dict[str, float]) -> dict[str, float]:
+    """mmseg's percentages as fractions; other entries unchanged."""
+    return {k: v / 100.0 if k in PERCENT_METRICS else v for k, v in metrics.items()}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train (``task.mode=train``) or evaluate ``ckpt_path`` (``task.mode=eval``); mIoU, mAcc, aAcc out."""
+    return as_fractions(mm.run(build_config(cfg), cfg))

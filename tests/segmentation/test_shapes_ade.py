@@ -1,0 +1,42 @@
+"""The generated shapes dataset: ADE20K file layout and label convention, fixed seed, regenerated only
+when its specification changes."""
+import numpy as np
+from PIL import Image
+
+from ravlt.data.shapes_ade import CLASSES, OTHER, ShapesADESpec, data_dir, generate_shapes_ade
+
+
+def _files(root, kind, split):
+    return sorted((data_dir(root) / kind / split).iterdir())
+
+
+def test_ade20k_layout_and_labels(shapes_ade_root, tiny_spec):
+    for split, prefix, count in (("training", "ADE_train_", tiny_spec.num_train), ("validation", "ADE_val_", tiny_spec.num_val)):
+        images, labels = _files(shapes_ade_root, "images", split), _files(shapes_ade_root, "annotations", split)
+        assert [p.name for p in images] == [f"{prefix}{i:08d}.jpg" for i in range(1, count + 1)]
+        assert [p.stem for p in labels] == [p.stem for p in images]
+        for image, label in zip(images, labels):
+            assert Image.open(image).size == (tiny_spec.image_size, tiny_spec.image_size)
+            lbl = Image.open(label)
+            assert lbl.mode == "L" and lbl.size == (tiny_spec.image_size, tiny_spec.image_size)
+            assert set(np.unique(np.array(lbl))) <= set(range(len(CLASSES) + 1))  # 0 = other, 1..K classes
+    values = np.concatenate([np.array(Image.open(p)).ravel() for p in _files(shapes_ade_root, "annotations", "training")])
+    assert OTHER in values and {1, 2, 3, 4} <= set(values)  # "other" scribbles and every class occur
+
+
+def test_fixed_seed_gives_identical_files_and_reuses_a_complete_dataset(shapes_ade_root, tiny_spec, tmp_path):
+    again = generate_shapes_ade(tmp_path / "again", tiny_spec)
+    for kind, split in (("images", "training"), ("annotations", "validation")):
+        first, second = _files(shapes_ade_root, kind, split), _files(again, kind, split)
+        assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    stamp = _files(again, "images", "training")[0].stat().st_mtime_ns
+    generate_shapes_ade(again, tiny_spec)
+    assert _files(again, "images", "training")[0].stat().st_mtime_ns == stamp  # not rewritten
+
+
+def test_a_changed_spec_regenerates(tiny_spec, tmp_path):
+    root = generate_shapes_ade(tmp_path / "d", tiny_spec)
+    smaller = ShapesADESpec(num_train=3, num_val=2, image_size=64, seed=1)
+    generate_shapes_ade(root, smaller)
+    assert len(_files(root, "images", "training")) == 3 and len(_files(root, "annotations", "validation")) == 2
+    assert Image.open(_files(root, "images", "validation")[0]).size == (64, 64)
