@@ -6,7 +6,7 @@ _base_ = './mask-rcnn_ravlt-t_fpn_1x_coco.py'
 data_root = 'data/generated/shapes_coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'), palette=[(220, 20, 60), (0, 128, 255), (0, 200, 0)])
 num_classes = 3
-image_scale = (96, 96)
+image_scale = (128, 128)
 channels = 64
 
 model = dict(
@@ -53,8 +53,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-max_epochs = 24
-train_cfg = dict(max_epochs=max_epochs, val_interval=6)
+max_epochs = 20
+train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', begin=0, end=max_epochs, by_epoch=True, eta_min=1e-5),
@@ -65,4 +65,4 @@ auto_scale_lr = dict(enable=False, base_batch_size=8)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs),
-    visualization=dict(interval=20))  # 3 of the 60 validation images, drawn at each validation
+    visualization=dict(interval=5))  # 3 of the 15 validation batches, drawn at each validation

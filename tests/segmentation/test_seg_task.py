@@ -100,6 +100,7 @@ def test_shapes_dataset_is_generated_on_first_use_with_its_classes(compose_run, 
     assert len(list((root / "ADEChallengeData2016" / "images" / "validation").glob("*.jpg"))) == tiny_spec.num_val
     dataset = mm_cfg.val_dataloader.dataset
     assert dataset.type == "BaseSegDataset" and dataset.metainfo.classes == CLASSES
+    assert dataset.metainfo.palette[1] == (230, 25, 75)  # the dataset's overlay colours
     assert mm_cfg.model.decode_head.num_classes == len(CLASSES)
 
 

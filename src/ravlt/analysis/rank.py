@@ -57,14 +57,16 @@ def build_model(name: str, checkpoint: str | None = None, attn_types: str | None
 
 
 def analyse(model: nn.Module, images: list[tuple[str, Image.Image]], image_size: int, rtol: float) -> list[BlockRanks]:
-    """Ranks of every attention block over ``images`` (one forward each)."""
+    """Ranks of every attention block over ``images`` (one forward each, on the model's device)."""
     collector = RankCollector(rtol)
+    device = next(model.parameters()).device
     for k, (name, image) in enumerate(images, 1):
         start = time.perf_counter()
         with record_attention_inputs(model) as calls, torch.no_grad():
-            model.forward_features(to_input(image, image_size))
+            model.forward_features(to_input(image, image_size).to(device))
         collector.add(calls)
-        print(f"  image {k}/{len(images)} {name}: {len(calls)} attention blocks measured in {time.perf_counter() - start:.1f} s")
+        seconds = time.perf_counter() - start
+        print(f"  image {k}/{len(images)} {name}: {len(calls)} attention blocks measured in {seconds:.1f} s", flush=True)
     return collector.results()
 
 
@@ -73,17 +75,23 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
     otherwise); returns the run's local folder."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or args.wandb_mode
-    run = wandb.init(project=args.wandb_project, name=f"rank-{args.model}", dir=str(args.out), mode=mode,
-                     job_type="rank-analysis", config={k: v for k, v in data.items() if k not in ("blocks", "summary", "definitions")},
-                     settings=wandb.Settings(quiet=True))  # fmt: skip
+    run = wandb.init(
+        project=args.wandb_project,
+        name=f"rank-{args.model}",
+        job_type="rank-analysis",
+        dir=str(args.out),
+        mode=os.environ.get("WANDB_MODE") or args.wandb_mode,
+        config={k: v for k, v in data.items() if k not in ("blocks", "summary", "definitions")},
+        settings=wandb.Settings(quiet=True),
+    )
     columns = ["stage", "block", "built_as", "quantity", "variant", "mean_rank", "mean_effective_rank", "max_rank"]
     rows = [
-        [b["stage"], b["block"], b["built_as"], q, v, b[q][v]["mean_rank"], b[q][v]["mean_effective_rank"], b[q][v]["max_rank"]]
-        for b in data["blocks"] for q in ("kv", "output") for v in b[q]
-    ]  # fmt: skip
-    run.log({"rank/blocks": wandb.Table(columns=columns, data=rows),
-             **{f"rank/{p.stem}": wandb.Image(str(p)) for p in pngs}})  # fmt: skip
+        [b["stage"], b["block"], b["built_as"], quantity, variant, v["mean_rank"], v["mean_effective_rank"], v["max_rank"]]
+        for b in data["blocks"]
+        for quantity in ("kv", "output")
+        for variant, v in b[quantity].items()
+    ]
+    run.log({"rank/blocks": wandb.Table(columns=columns, data=rows), **{f"rank/{p.stem}": wandb.Image(str(p)) for p in pngs}})
     run.summary.update({f"rank/{k}": v for k, v in data["summary"].items()})
     run.save(str(json_path), base_path=str(json_path.parent), policy="now")
     folder = run.dir
@@ -106,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=224, help="short side resized to this, then a centre crop")
     p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="relative tolerance of the numerical rank")
     p.add_argument("--out", required=True, type=Path, help="folder for rank_stage*.png and rank.json")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--wandb", action="store_true", help="log the table, plots and JSON to W&B")
     p.add_argument("--wandb-project", default="ravlt")
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model = build_model(args.model, args.checkpoint, args.attn_types, args.ema)
+        model = build_model(args.model, args.checkpoint, args.attn_types, args.ema).to(args.device)
         images = folder_images(args.images) if args.images else sample_images()
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -153,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.image_size,
         "rtol": args.rtol,
     }
-    json_path = write_json(to_json(blocks, meta, comparison), args.out / "rank.json")
+    data = to_json(blocks, meta, comparison)
+    json_path = write_json(data, args.out / "rank.json")
     print()
     print(f"wrote {json_path} and {len(pngs)} plot(s): {', '.join(p.name for p in pngs)}")
     if args.wandb:
-        print(f"logged to W&B ({os.environ.get('WANDB_MODE') or args.wandb_mode}): {log_to_wandb(args, to_json(blocks, meta, comparison), pngs, json_path)}")
+        print(f"logged to W&B: {log_to_wandb(args, data, pngs, json_path)}")
     print(summary_line(comparison, args.rtol, random_init))
     return 0
 

@@ -286,6 +286,10 @@ def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None)
             log.info("ckpt_path %s holds weights only: training starts from them", checkpoint)
             mm_cfg.resume, mm_cfg.load_from = False, str(checkpoint)
 
+    if mm_cfg.get("launcher") == "pytorch" and mm_cfg.env_cfg.dist_cfg.backend == "gloo":
+        # CPU DDP: mmengine's own init calls torch.cuda.set_device, which a CPU-only torch lacks
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("gloo")
     runner = Runner.from_cfg(mm_cfg)
     keeper = KeepLastMetrics()
     runner.register_hook(keeper)
@@ -308,8 +312,7 @@ def _spawned_worker(rank: int, nprocs: int, port: int, mm_cfg: Config, mode: str
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     if mm_cfg.env_cfg.dist_cfg.backend == "gloo":
-        # mmengine's own init calls torch.cuda.set_device, which a CPU-only torch lacks
-        torch.distributed.init_process_group("gloo", rank=rank, world_size=nprocs)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))  # the processes share the cores
     metrics = run_local(mm_cfg, mode, ckpt_path)
     if rank == 0:
         Path(result_file).write_text(json.dumps(metrics))

@@ -327,10 +327,10 @@ class RAVLT(nn.Module):
         self.head.apply(self._init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)
+        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
         for stage in self.layers:
             x = stage(x)
-        return x
+        return x.contiguous()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.act(self.norm(self.proj(x)))
@@ -360,17 +360,17 @@ class RAVLT(nn.Module):
             raise ValueError("RAVLT only produces NCHW feature maps")
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         intermediates = []
-        x = self.patch_embed(x)
+        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
         stages = self.layers if not stop_early else self.layers[: max_index + 1]
         for i, stage in enumerate(stages):
             x = stage.forward_blocks(x)
             if i in take_indices:
-                intermediates.append(x)
+                intermediates.append(x.contiguous())
             if stage.downsample is not None:
                 x = stage.downsample(x)
         if intermediates_only:
             return intermediates
-        return x, intermediates
+        return x.contiguous(), intermediates
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True):
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
@@ -382,6 +382,27 @@ class RAVLT(nn.Module):
             del self.proj, self.norm, self.act, self.head
             self.with_head = False
         return take_indices
+
+    @torch.no_grad()
+    def fuse(self) -> "RAVLT":
+        """Fold every BatchNorm (stem, downsampling, head) into the convolution before it, in place.
+
+        For inference only: the BatchNorms become ``nn.Identity``, so the state dict no longer has the
+        released layout and the model must not be trained afterwards. Load weights first, then fuse.
+        Returns the model.
+        """
+        if self.training:
+            raise RuntimeError("fuse() folds BatchNorm running statistics: call model.eval() first")
+        pairs = [(self.patch_embed.proj, str(i), str(i + 1)) for i in (0, 3, 6, 9)]
+        pairs += [(stage.downsample, "reduction", "norm") for stage in self.layers if stage.downsample is not None]
+        if self.with_head:
+            pairs.append((self, "proj", "norm"))
+        for parent, conv_name, bn_name in pairs:
+            bn = getattr(parent, bn_name)
+            if isinstance(bn, nn.BatchNorm2d):
+                setattr(parent, conv_name, fuse_conv_bn_eval(getattr(parent, conv_name), bn))
+                setattr(parent, bn_name, nn.Identity())
+        return self
 
     def load_pretrained(self, checkpoint_path: str, use_ema: bool = False) -> None:
         """timm's hook for ``pretrained_cfg['file']``: load a local checkpoint strictly."""

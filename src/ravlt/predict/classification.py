@@ -20,6 +20,7 @@ from torch import nn
 from ravlt.classification.checkpointing import checkpoint_weights
 from ravlt.models.checkpoint import CheckpointMismatchError, match_state_dict
 
+from . import PredictError
 from .checkpoints import existing_file, load_checkpoint_file, require_task
 from .images import read_image
 
@@ -57,7 +58,7 @@ def _names_from(source) -> list[str]:
     if path.is_dir():
         folder = path / "train" if (path / "train").is_dir() else path
         return sorted(p.name for p in folder.iterdir() if p.is_dir())
-    raise FileNotFoundError(f"class_names={source}: neither a list, a text file nor a class-folder dataset root")
+    raise PredictError(f"class_names={source}: neither a list, a text file nor a class-folder dataset root")
 
 
 def class_names(override, checkpoint: Mapping, num_classes: int) -> list[str]:
@@ -72,7 +73,7 @@ def class_names(override, checkpoint: Mapping, num_classes: int) -> list[str]:
         log.warning("the checkpoint carries no class names: printing class indices (pass class_names=... to name them)")
         return [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
-        raise ValueError(f"{source} gives {len(names)} class names but the checkpoint's head has {num_classes} classes")
+        raise PredictError(f"{source} gives {len(names)} class names but the checkpoint's head has {num_classes} classes")
     return names
 
 

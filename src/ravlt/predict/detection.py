@@ -31,9 +31,11 @@ def predict(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint_file(path)
     require_task(checkpoint, "detection", path)
     config = model_config(checkpoint, cfg, "detector")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="checkpoint is None")  # the weights are loaded strictly below
+    with warnings.catch_warnings(record=True) as caught:  # init_detector resets the filters itself
         model = init_detector(config, None, device=cfg.device)
+    for w in caught:  # its "checkpoint is None" does not apply: the weights are loaded strictly below
+        if "checkpoint is None" not in str(w.message):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     load_weights(model, checkpoint, path, "detector")
     model.dataset_meta = dataset_meta(checkpoint) or model.dataset_meta  # else mmdet's COCO classes
 

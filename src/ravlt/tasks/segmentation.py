@@ -29,6 +29,7 @@ ADE_DIR = "ADEChallengeData2016"
 SPLITS = {"train": "training", "val": "validation"}
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 PERCENT_METRICS = ("aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall")
+COUNT_METRICS = ("invalid_label_pixels",)
 SLIDE_STRIDE = 2 / 3  # sliding-window test: windows of the training crop, overlapping by a third
 
 
@@ -74,6 +75,8 @@ def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) ->
         ds.update(img_suffix=".jpg", seg_map_suffix=".png", reduce_zero_label=True)
         if classes:
             ds.metainfo = dict(classes=classes)
+            if dataset.get("palette"):
+                ds.metainfo.palette = [tuple(c) for c in dataset.palette]
         else:  # the dataset class's own classes (ADE20K's 150)
             ds.pop("metainfo", None)
     num_classes = len(classes) if classes else int(dataset.num_classes)
@@ -128,9 +131,11 @@ def build_config(cfg: DictConfig) -> Config:
     return mm.apply_project_settings(mm_cfg, cfg)
 
 
-def as_fractions(metrics: dict[str, float]) -> dict[str, float]:
-    """mmseg's percentages as fractions; other entries unchanged."""
-    return {k: v / 100.0 if k in PERCENT_METRICS else v for k, v in metrics.items()}
+def as_fractions(metrics: dict[str, float]) -> dict[str, float | int]:
+    """mmseg's percentages as fractions, pixel counts as integers; other entries unchanged."""
+    return {
+        k: v / 100.0 if k in PERCENT_METRICS else int(v) if k in COUNT_METRICS else v for k, v in metrics.items()
+    }
 
 
 def run(cfg: DictConfig) -> dict:

@@ -1,0 +1,24 @@
+"""Inference on one image with a RAVLT checkpoint, for every task (``predict.py``).
+
+``run(cfg)`` dispatches to ``ravlt.predict.<cfg.task.name>.predict(cfg) -> dict``: classification prints
+the top-k classes; detection and segmentation write the prediction drawn over the image (PNG) and print a
+summary.
+"""
+from __future__ import annotations
+
+import importlib
+
+from omegaconf import DictConfig
+
+TASKS = ("classification", "detection", "segmentation")
+
+
+class PredictError(ValueError):
+    """A predict configuration that cannot run, with what to change."""
+
+
+def run(cfg: DictConfig) -> dict:
+    name = cfg.task.name
+    if name not in TASKS:
+        raise PredictError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return importlib.import_module(f"ravlt.predict.{name}").predict(cfg)
