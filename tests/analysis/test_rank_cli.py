@@ -25,7 +25,10 @@ def image_dir(tmp_path):
 
 def test_cli_prints_tables_writes_plots_and_json_and_ends_with_the_verdict(image_dir, tmp_path, capsys):
     out = tmp_path / "rank"
-    assert main(["--model", "ravlt_t", "--images", str(image_dir), "--image-size", "64", "--out", str(out), "--wandb"]) == 0
+    assert (
+        main(["--model", "ravlt_t", "--images", str(image_dir), "--image-size", "64", "--out", str(out), "--wandb"])
+        == 0
+    )
     printed = capsys.readouterr().out.strip().splitlines()
 
     assert "RANDOMLY INITIALISED" in printed[0]
@@ -55,8 +58,8 @@ def _lightning(state_dict):
 
 
 def _mmdet(state_dict):
-    return {"meta": {}, "state_dict": {**{f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith(("proj.", "norm.", "head."))},
-                                       "neck.lateral_convs.0.conv.weight": torch.zeros(1)}}  # fmt: skip
+    backbone = {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith(("proj.", "norm.", "head."))}
+    return {"meta": {}, "state_dict": {**backbone, "neck.lateral_convs.0.conv.weight": torch.zeros(1)}}
 
 
 @pytest.mark.parametrize("wrap", [dict, _lightning, _mmdet], ids=["released", "lightning", "detection"])

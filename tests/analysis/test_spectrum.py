@@ -11,7 +11,9 @@ def matrix_of_rank(rows: int, cols: int, rank: int, sv=None) -> torch.Tensor:
     """U diag(sv) Vᵀ with orthonormal U, V: exactly ``rank`` non-zero singular values."""
     u, _ = torch.linalg.qr(torch.randn(rows, rank, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(cols, rank, dtype=torch.float64))
-    sv = torch.linspace(10.0, 1.0, rank, dtype=torch.float64) if sv is None else torch.as_tensor(sv, dtype=torch.float64)
+    sv = (
+        torch.linspace(10.0, 1.0, rank, dtype=torch.float64) if sv is None else torch.as_tensor(sv, dtype=torch.float64)
+    )
     return u @ torch.diag(sv) @ v.T
 
 

@@ -4,7 +4,14 @@ import torch
 import torch.nn.functional as F
 
 from ravlt.analysis.spectrum import effective_rank, numerical_rank, singular_values
-from ravlt.analysis.variants import kv_buffers, linear_kv_buffer, project_qkv, split_heads, token_weights, variant_module
+from ravlt.analysis.variants import (
+    kv_buffers,
+    linear_kv_buffer,
+    project_qkv,
+    split_heads,
+    token_weights,
+    variant_module,
+)
 from ravlt.models import RALA, RoPE2d, SoftmaxAttention, apply_rope
 
 DIM, HEADS, H, W = 32, 2, 5, 6

@@ -37,6 +37,8 @@ def test_every_detector_and_model_composes_with_overrides(detector, model, compo
     assert mm_cfg.model.neck.in_channels == list(VARIANTS[model].embed_dims)
     assert mm_cfg.train_dataloader.batch_size == 4
     assert mm_cfg.train_cfg.max_epochs == 2
+    steps = mm_cfg.param_scheduler[1]
+    assert steps.end == 2 and steps.milestones == ([1, 2] if "1x" in detector else [2, 2])  # 8,11 of 12; 27,33 of 36
     assert mm_cfg.default_hooks.visualization.interval == 3 and mm_cfg.default_hooks.visualization.draw
     assert mm_cfg.optim_wrapper.optimizer.lr == 3e-4
     assert mm_cfg.optim_wrapper.type == "OptimWrapper"  # fp32 on the CPU
@@ -118,19 +120,21 @@ def test_cli_trains_then_evaluates_its_checkpoint(shapes_root, tmp_path):
     """`python train.py task=detection ...` end to end on the tiny dataset: train, metrics.json, eval."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "WANDB_MODE": "offline"}
     common = ["task=detection", "model=ravlt_t", "detector=mask_rcnn_demo", "dataset=shapes_coco",
-              f"dataset.root={shapes_root}", "hardware=cpu", "logger=csv"]  # fmt: skip
+              f"dataset.root={shapes_root}", "hardware=cpu", "hardware.num_workers=0"]  # fmt: skip
     train_dir = tmp_path / "train"
-    subprocess.run([sys.executable, "train.py", *common, "task.max_epochs=2", "task.val_interval=1",
-                    f"hydra.run.dir={train_dir}"], cwd=PROJECT_ROOT, env=env, check=True, timeout=600)  # fmt: skip
+    subprocess.run([sys.executable, "train.py", *common, "logger=wandb", "task.max_epochs=2", "task.val_interval=1",
+                    "task.vis_interval=1", f"hydra.run.dir={train_dir}"],
+                   cwd=PROJECT_ROOT, env=env, check=True, timeout=600)  # fmt: skip
     metrics = json.loads((train_dir / "metrics.json").read_text())
     assert COCO_METRIC_KEYS <= metrics.keys()
     checkpoint = train_dir / "epoch_2.pth"
     assert checkpoint.is_file()
-    images = list(train_dir.glob("*/vis_data/vis_image/*.png"))
-    assert images, "validation predictions are drawn and saved locally"
+    assert list(train_dir.glob("*/vis_data/vis_image/val_img_*.png")), "drawn predictions are saved locally"
+    media = list(train_dir.glob("wandb/offline-run-*/files/media/images/**/*.png"))
+    assert media, "validation pictures are logged to the (offline) W&B run"
 
     eval_dir = tmp_path / "eval"
-    subprocess.run([sys.executable, "train.py", *common, "task.mode=eval", f"ckpt_path={checkpoint}",
+    subprocess.run([sys.executable, "train.py", *common, "logger=csv", "task.mode=eval", f"ckpt_path={checkpoint}",
                     f"hydra.run.dir={eval_dir}"], cwd=PROJECT_ROOT, env=env, check=True, timeout=600)  # fmt: skip
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     assert evaluated["coco/bbox_mAP"] == pytest.approx(metrics["coco/bbox_mAP"], abs=1e-3)

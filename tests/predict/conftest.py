@@ -31,11 +31,14 @@ def imagenet_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def save_mmengine_checkpoint(config_path: Path, path: Path, dataset_meta: dict | None, with_config: bool = True) -> Path:
+def save_mmengine_checkpoint(
+    config_path: Path, path: Path, dataset_meta: dict | None, with_config: bool = True
+) -> Path:
     """A random-init detector / segmentor saved as an mmengine Runner saves it (config and classes in ``meta``)."""
-    import ravlt.mm  # noqa: F401  (registers the backbone and the config scopes)
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
+
+    import ravlt.mm  # noqa: F401  (registers the backbone and the config scopes)
 
     cfg = Config.fromfile(str(config_path))
     init_default_scope(cfg.default_scope)
@@ -57,13 +60,17 @@ def detection_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def detection_checkpoint_without_config(tmp_path_factory) -> Path:
     """As released checkpoints are: weights only, no config or classes."""
-    return save_mmengine_checkpoint(DET_CONFIG, tmp_path_factory.mktemp("ckpt") / "det_no_cfg.pth", None, with_config=False)
+    return save_mmengine_checkpoint(
+        DET_CONFIG, tmp_path_factory.mktemp("ckpt") / "det_no_cfg.pth", None, with_config=False
+    )
 
 
 @pytest.fixture(scope="session")
 def segmentation_checkpoint(tmp_path_factory) -> Path:
     return save_mmengine_checkpoint(
-        SEG_CONFIG, tmp_path_factory.mktemp("ckpt") / "seg.pth", {"classes": ("background", "disc", "square", "triangle")}
+        SEG_CONFIG,
+        tmp_path_factory.mktemp("ckpt") / "seg.pth",
+        {"classes": ("background", "disc", "square", "triangle")},
     )
 
 

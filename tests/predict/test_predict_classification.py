@@ -35,7 +35,7 @@ def digits_checkpoint(tmp_path_factory):
     return lightning_checkpoint(tmp_path_factory.mktemp("ckpt") / "digits.ckpt")
 
 
-def test_predict_command_prints_top5_imagenet_classes(imagenet_checkpoint, photo):
+def test_predict_command_prints_top5_imagenet_classes_and_one_line_errors(imagenet_checkpoint, photo):
     command = [sys.executable, "predict.py", "task=classification", "model=ravlt_t",
                f"checkpoint={imagenet_checkpoint}", f"image={photo}"]  # fmt: skip
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
@@ -46,6 +46,11 @@ def test_predict_command_prints_top5_imagenet_classes(imagenet_checkpoint, photo
     rows = lines[header + 1 : header + 6]
     assert [row.split(".")[0].strip() for row in rows] == ["1", "2", "3", "4", "5"]
     assert all(row.split("%  ", 1)[1].rsplit("  (class", 1)[0] in imagenet for row in rows)
+
+    photo.write_bytes(photo.read_bytes()[:300])  # truncated: one line on stderr, exit status 2
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot read image {photo}")
 
 
 def test_class_names_come_from_the_checkpoint(tmp_path, photo, compose_predict):
@@ -85,7 +90,9 @@ def test_any_image_size_is_resized_to_the_model_input(photo):
 
 
 def test_a_detection_checkpoint_is_refused_naming_its_task(detection_checkpoint, photo, compose_predict):
-    with pytest.raises(WrongTaskError, match="is a detection checkpoint but task=classification; run python predict.py task=detection"):
+    with pytest.raises(
+        WrongTaskError, match="is a detection checkpoint but task=classification; run python predict.py task=detection"
+    ):
         run(compose_predict("task=classification", f"checkpoint={detection_checkpoint}", f"image={photo}"))
 
 

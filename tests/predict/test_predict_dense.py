@@ -16,7 +16,9 @@ def assert_overlay(out: dict, photo, task: str) -> None:
 
 
 def test_detection_draws_boxes_and_masks_next_to_the_input(detection_checkpoint, photo, compose_predict):
-    out = run(compose_predict("task=detection", f"checkpoint={detection_checkpoint}", f"image={photo}", "score_threshold=0"))
+    out = run(
+        compose_predict("task=detection", f"checkpoint={detection_checkpoint}", f"image={photo}", "score_threshold=0")
+    )
     assert_overlay(out, photo, "detection")
     assert out["detections"] and {d["class"] for d in out["detections"]} <= {"circle", "square", "triangle"}
 
@@ -38,7 +40,9 @@ def test_segmentation_colours_the_classes_next_to_the_input(segmentation_checkpo
     assert sum(c["fraction"] for c in out["coverage"]) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("task, wrong", [("detection", "imagenet_checkpoint"), ("segmentation", "detection_checkpoint")])
+@pytest.mark.parametrize(
+    "task, wrong", [("detection", "imagenet_checkpoint"), ("segmentation", "detection_checkpoint")]
+)
 def test_checkpoints_of_another_task_are_refused(task, wrong, photo, compose_predict, request):
     checkpoint = request.getfixturevalue(wrong)
     with pytest.raises(WrongTaskError, match=f"but task={task}"):

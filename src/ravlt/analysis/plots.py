@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .measure import BlockRanks  # noqa: E402
-from .report import BUILT_AS  # noqa: E402
+from .report import BUILT_AS, max_ranks, stage_description  # noqa: E402
 from .variants import VARIANT_LABELS, VARIANTS  # noqa: E402
 
 COLOURS = {"rala": "tab:red", "plain": "tab:blue", "softmax": "tab:gray"}
@@ -23,11 +23,10 @@ PANELS = (
 )
 
 
-def plot_stage(stage: int, blocks: list[BlockRanks], rtol: float, path: str | os.PathLike) -> Path:
-    b0 = blocks[0]
+def plot_stage(blocks: list[BlockRanks], rtol: float, path: str | os.PathLike) -> Path:
     x = np.arange(len(blocks))
     width = 0.8 / len(VARIANTS)
-    fig, axes = plt.subplots(2, 2, figsize=(4 + 1.2 * len(blocks), 6.5), sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(max(8.0, 3 + 1.2 * len(blocks)), 6.5), sharex=True, constrained_layout=True)
     for ax, (quantity, stat, title) in zip(axes.flat, PANELS):
         for k, variant in enumerate(VARIANTS):
             values = [b.mean(quantity, variant, stat) / b.max_rank(quantity, variant) for b in blocks]
@@ -39,11 +38,7 @@ def plot_stage(stage: int, blocks: list[BlockRanks], rtol: float, path: str | os
         ax.set_xticks(x, [f"{b.block}\n{BUILT_AS[b.built_as]}" for b in blocks], fontsize=8)
         ax.set_xlabel("block (built as)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"Stage {stage + 1}: {b0.height}×{b0.width} tokens, d={b0.head_dim} (KV max {b0.head_dim}, "
-        f"softmax map max {b0.tokens}, output max {b0.max_rank('output', 'rala')}); rank at rtol {rtol:g}",
-        fontsize=9,
-    )
+    fig.suptitle(f"{stage_description(blocks[0], rtol)}\n{max_ranks(blocks[0])}", fontsize=9)
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)

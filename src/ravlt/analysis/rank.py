@@ -37,7 +37,9 @@ from .spectrum import DEFAULT_RTOL
 log = logging.getLogger(__name__)
 
 
-def build_model(name: str, checkpoint: str | None = None, attn_types: str | None = None, use_ema: bool = False) -> nn.Module:
+def build_model(
+    name: str, checkpoint: str | None = None, attn_types: str | None = None, use_ema: bool = False
+) -> nn.Module:
     """The RAVLT backbone (no classifier) in eval mode, with the weights of ``checkpoint`` when given.
 
     Any of our checkpoints fits: classification (Lightning ``.ckpt``, released ``RAVLT_*.pth``, bare state
@@ -66,7 +68,9 @@ def analyse(model: nn.Module, images: list[tuple[str, Image.Image]], image_size:
             model.forward_features(to_input(image, image_size).to(device))
         collector.add(calls)
         seconds = time.perf_counter() - start
-        print(f"  image {k}/{len(images)} {name}: {len(calls)} attention blocks measured in {seconds:.1f} s", flush=True)
+        print(
+            f"  image {k}/{len(images)} {name}: {len(calls)} attention blocks measured in {seconds:.1f} s", flush=True
+        )
     return collector.results()
 
 
@@ -86,12 +90,26 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
     )
     columns = ["stage", "block", "built_as", "quantity", "variant", "mean_rank", "mean_effective_rank", "max_rank"]
     rows = [
-        [b["stage"], b["block"], b["built_as"], quantity, variant, v["mean_rank"], v["mean_effective_rank"], v["max_rank"]]
+        [
+            b["stage"],
+            b["block"],
+            b["built_as"],
+            quantity,
+            variant,
+            v["mean_rank"],
+            v["mean_effective_rank"],
+            v["max_rank"],
+        ]
         for b in data["blocks"]
         for quantity in ("kv", "output")
         for variant, v in b[quantity].items()
     ]
-    run.log({"rank/blocks": wandb.Table(columns=columns, data=rows), **{f"rank/{p.stem}": wandb.Image(str(p)) for p in pngs}})
+    run.log(
+        {
+            "rank/blocks": wandb.Table(columns=columns, data=rows),
+            **{f"rank/{p.stem}": wandb.Image(str(p)) for p in pngs},
+        }
+    )
     run.summary.update({f"rank/{k}": v for k, v in data["summary"].items()})
     run.save(str(json_path), base_path=str(json_path.parent), policy="now")
     folder = run.dir
@@ -149,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     pngs = []
     for stage, stage_blocks in by_stage(blocks):
         print()
-        print(stage_table(stage, stage_blocks, len(images), args.rtol))
-        pngs.append(plot_stage(stage, stage_blocks, args.rtol, args.out / f"rank_stage{stage + 1}.png"))
+        print(stage_table(stage_blocks, len(images), args.rtol))
+        pngs.append(plot_stage(stage_blocks, args.rtol, args.out / f"rank_stage{stage + 1}.png"))
     comparison = kv_comparison(blocks)
     meta = {
         "model": args.model,

@@ -28,11 +28,25 @@ def by_stage(blocks: list[BlockRanks]) -> list[tuple[int, list[BlockRanks]]]:
     return [(stage, list(group)) for stage, group in groupby(blocks, key=lambda b: b.stage)]
 
 
+def stage_description(block: BlockRanks, rtol: float) -> str:
+    return (
+        f"Stage {block.stage + 1}: {block.height}×{block.width} tokens, C={block.channels}, "
+        f"{block.num_heads} head(s) of d={block.head_dim}; rank at rtol {rtol:g}"
+    )
+
+
+def max_ranks(block: BlockRanks) -> str:
+    return (
+        f"max: KV buffer {block.max_rank('kv', 'rala')}, softmax map {block.tokens}, "
+        f"output {block.max_rank('output', 'rala')}"
+    )
+
+
 def _cell(block: BlockRanks, quantity: str, variant: str) -> str:
     return f"{block.mean(quantity, variant):.1f} ({block.mean(quantity, variant, 'effective_rank'):.1f})"
 
 
-def stage_table(stage: int, blocks: list[BlockRanks], num_images: int, rtol: float) -> str:
+def stage_table(blocks: list[BlockRanks], num_images: int, rtol: float) -> str:
     """One stage: a row per block with rank (effective rank) of every variant's KV buffer and output."""
     b0 = blocks[0]
     names = ["block", "built as", "KV RALA", "KV plain", "softmax map", "out RALA", "out plain", "out softmax"]
@@ -45,9 +59,8 @@ def stage_table(stage: int, blocks: list[BlockRanks], num_images: int, rtol: flo
     widths = [max(len(c) for c in column) for column in zip(names, *rows)]
     header = "  ".join(f"{name:>{w}}" for name, w in zip(names, widths))
     lines = [
-        f"Stage {stage + 1}: {b0.height}×{b0.width} tokens, C={b0.channels}, {b0.num_heads} head(s) of d={b0.head_dim}; "
-        f"rank at rtol {rtol:g} (effective rank), mean over {num_images} image(s) and the heads; "
-        f"max: KV buffer {b0.max_rank('kv', 'rala')}, softmax map {b0.tokens}, output {b0.max_rank('output', 'rala')}",
+        f"{stage_description(b0, rtol)} (effective rank), mean over {num_images} image(s) and the heads; "
+        + max_ranks(b0),
         header,
         "-" * len(header),
     ]
@@ -59,7 +72,9 @@ def kv_comparison(blocks: list[BlockRanks]) -> dict:
     """In how many RALA-built blocks RALA's KV buffer out-ranks the plain linear one (mean over images and heads)."""
     rala_blocks = [b for b in blocks if b.built_as == "rala"]
     higher = {
-        stat: [f"{b.stage + 1}.{b.block}" for b in rala_blocks if b.mean("kv", "rala", stat) > b.mean("kv", "plain", stat)]
+        stat: [
+            f"{b.stage + 1}.{b.block}" for b in rala_blocks if b.mean("kv", "rala", stat) > b.mean("kv", "plain", stat)
+        ]
         for stat in STATS
     }
     return {

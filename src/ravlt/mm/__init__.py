@@ -5,8 +5,9 @@ Configs load it with ``custom_imports=dict(imports=['ravlt.mm'], allow_failed_im
 use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.runner` turns the project's Hydra config into an
 mmengine Runner (shared by the detection and segmentation tasks).
 """
+from . import compat  # noqa: F401  (first: config scopes of the OpenMMLab fork)
 from .backbone import RAVLTBackbone
 from .hooks import WandbDetectionImagesHook
-from .registry import HOOKS, MODELS
+from .registry import HOOKS, METRICS, MODELS, TRANSFORMS
 
-__all__ = ["HOOKS", "MODELS", "RAVLTBackbone", "WandbDetectionImagesHook"]
+__all__ = ["HOOKS", "METRICS", "MODELS", "TRANSFORMS", "RAVLTBackbone", "WandbDetectionImagesHook"]

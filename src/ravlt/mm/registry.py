@@ -8,8 +8,12 @@ Children of mmengine's root registries, so mmdet and mmseg configs (default scop
     custom_hooks = [dict(type='ravlt.WandbDetectionImagesHook')]
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="ravlt", locations=["ravlt.mm"])
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="ravlt", locations=["ravlt.mm"])
+TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope="ravlt", locations=["ravlt.mm"])
+METRICS = Registry("metric", parent=MMENGINE_METRICS, scope="ravlt", locations=["ravlt.mm"])

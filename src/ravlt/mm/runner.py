@@ -154,13 +154,21 @@ def set_hardware(mm_cfg: Config, hardware: DictConfig) -> None:
                 mm_cfg[name].num_workers = int(workers)
                 mm_cfg[name].persistent_workers = int(workers) > 0
 
+    if on_cpu or not hardware.get("sync_batchnorm", True):  # torch has no SyncBatchNorm on the CPU
+        mm_cfg.sync_bn = None
+        _replace_norm_type(mm_cfg.model, "SyncBN", "BN")
     if world_size(hardware) > 1:
         under_slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
         mm_cfg.launcher = "slurm" if under_slurm else "pytorch"
         env_cfg = mm_cfg.setdefault("env_cfg", {})
         env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo" if on_cpu else "nccl"
         if on_cpu:  # mmengine's default wrapper passes device_ids, which CPU modules reject
-            mm_cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", broadcast_buffers=False)
+            mm_cfg.model_wrapper_cfg = dict(
+                type="MMDistributedDataParallel",
+                device_ids=None,
+                broadcast_buffers=False,
+                find_unused_parameters=mm_cfg.get("find_unused_parameters", False),
+            )
     else:
         mm_cfg.launcher = "none"
 
@@ -178,6 +186,18 @@ def scale_epoch_schedule(mm_cfg: Config, max_epochs: int) -> None:
             sched.end = max_epochs
         if "milestones" in sched:
             sched.milestones = [max(1, round(m * max_epochs / old)) for m in sched.milestones]
+
+
+def _replace_norm_type(node, old: str, new: str) -> None:
+    """Swap a norm layer type (e.g. the heads' SyncBN) everywhere in a model config."""
+    if isinstance(node, dict):
+        if node.get("type") == old:
+            node["type"] = new
+        for value in node.values():
+            _replace_norm_type(value, old, new)
+    elif isinstance(node, list):
+        for item in node:
+            _replace_norm_type(item, old, new)
 
 
 def set_schedule(mm_cfg: Config, task: DictConfig) -> None:

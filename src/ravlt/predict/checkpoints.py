@@ -12,7 +12,10 @@ from ravlt.models.checkpoint import CheckpointMismatchError, read_checkpoint, un
 TASK_PREFIXES = {
     "segmentation": ("decode_head.", "auxiliary_head."),  # mmseg EncoderDecoder
     "detection": ("rpn_head.", "roi_head.", "bbox_head."),  # mmdet two- and one-stage detectors
-    "classification": ("head.", "model.head."),  # RAVLT classifier: released / bare, and Lightning (ImageClassifier.model)
+    "classification": (
+        "head.",
+        "model.head.",
+    ),  # RAVLT classifier: released / bare, and Lightning (ImageClassifier.model)
 }
 PREDICT_COMMAND = "python predict.py task={task} checkpoint={path} image=..."
 
@@ -66,7 +69,8 @@ def require_task(checkpoint: Mapping, task: str, path: Path) -> None:
             f"model.pretrained={path} ...`."
         )
     raise WrongTaskError(
-        f"checkpoint={path} is a {found} checkpoint but task={task}; run " + PREDICT_COMMAND.format(task=found, path=path)
+        f"checkpoint={path} is a {found} checkpoint but task={task}; run "
+        + PREDICT_COMMAND.format(task=found, path=path)
     )
 
 

@@ -73,7 +73,9 @@ def class_names(override, checkpoint: Mapping, num_classes: int) -> list[str]:
         log.warning("the checkpoint carries no class names: printing class indices (pass class_names=... to name them)")
         return [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
-        raise PredictError(f"{source} gives {len(names)} class names but the checkpoint's head has {num_classes} classes")
+        raise PredictError(
+            f"{source} gives {len(names)} class names but the checkpoint's head has {num_classes} classes"
+        )
     return names
 
 
