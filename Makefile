@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 export HYDRA_FULL_ERROR ?= 0
 
-.PHONY: install demo test test-fast bench flops det-demo seg-demo det-coco seg-ade20k clean lock
+.PHONY: install demo test test-fast bench flops rank det-demo seg-demo det-coco seg-ade20k clean lock
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ test-fast: install
 
 flops: install
 	$(PY) -m ravlt.tools.flops
+
+rank: install
+	$(PY) -m ravlt.analysis.rank --model ravlt_t --out outputs/rank $(ARGS)
 
 bench: install
 	$(PY) -m ravlt.bench

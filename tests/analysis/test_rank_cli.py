@@ -23,6 +23,7 @@ def image_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_prints_tables_writes_plots_and_json_and_ends_with_the_verdict(image_dir, tmp_path, capsys):
     out = tmp_path / "rank"
     assert (

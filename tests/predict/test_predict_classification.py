@@ -35,6 +35,7 @@ def digits_checkpoint(tmp_path_factory):
     return lightning_checkpoint(tmp_path_factory.mktemp("ckpt") / "digits.ckpt")
 
 
+@pytest.mark.slow
 def test_predict_command_prints_top5_imagenet_classes_and_one_line_errors(imagenet_checkpoint, photo):
     command = [sys.executable, "predict.py", "task=classification", "model=ravlt_t",
                f"checkpoint={imagenet_checkpoint}", f"image={photo}"]  # fmt: skip
@@ -116,3 +117,17 @@ def test_unreadable_images_are_named(tmp_path, imagenet_checkpoint, compose_pred
         run(compose_predict(f"checkpoint={imagenet_checkpoint}", f"image={broken}"))
     with pytest.raises(UnreadableImageError, match="image not found: .*missing.png"):
         run(compose_predict(f"checkpoint={imagenet_checkpoint}", f"image={tmp_path / 'missing.png'}"))
+
+
+@pytest.mark.parametrize("task", ["classification", "detection", "segmentation"])
+def test_predict_config_composes_for_every_task(task, compose_predict):
+    cfg = compose_predict(f"task={task}", "checkpoint=c.pth", "image=i.jpg")
+    assert (cfg.task.name, cfg.model.name, cfg.device, cfg.topk) == (task, "ravlt_t", "cpu", 5)
+    assert cfg.detector.config and cfg.segmentor.config  # for checkpoints that carry no config
+
+
+def test_checkpoint_and_image_are_required(compose_predict):
+    from omegaconf.errors import MissingMandatoryValue
+
+    with pytest.raises(MissingMandatoryValue, match="checkpoint"):
+        run(compose_predict("image=i.jpg"))

@@ -15,6 +15,7 @@ def assert_overlay(out: dict, photo, task: str) -> None:
     assert np.abs(np.asarray(overlay.convert("RGB"), np.int16) - np.asarray(original, np.int16)).mean() > 1
 
 
+@pytest.mark.slow
 def test_detection_draws_boxes_and_masks_next_to_the_input(detection_checkpoint, photo, compose_predict):
     out = run(
         compose_predict("task=detection", f"checkpoint={detection_checkpoint}", f"image={photo}", "score_threshold=0")
@@ -23,6 +24,7 @@ def test_detection_draws_boxes_and_masks_next_to_the_input(detection_checkpoint,
     assert out["detections"] and {d["class"] for d in out["detections"]} <= {"circle", "square", "triangle"}
 
 
+@pytest.mark.slow
 def test_detection_checkpoint_without_its_config_uses_the_detector_group(
     detection_checkpoint_without_config, tmp_path, photo, compose_predict
 ):
@@ -33,6 +35,7 @@ def test_detection_checkpoint_without_its_config_uses_the_detector_group(
     assert out["overlay"] == str(tmp_path / "out.png")
 
 
+@pytest.mark.slow
 def test_segmentation_colours_the_classes_next_to_the_input(segmentation_checkpoint, photo, compose_predict):
     out = run(compose_predict("task=segmentation", f"checkpoint={segmentation_checkpoint}", f"image={photo}"))
     assert_overlay(out, photo, "segmentation")

@@ -118,25 +118,27 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="ravlt-rank",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="ravlt-rank", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="ravlt_t", choices=sorted(MODEL_VARIANTS), help="variant (default ravlt_t)")
+    p.add_argument(
+        "--checkpoint",
+        help="classification (.ckpt / RAVLT_*.pth) or detection / segmentation checkpoint; "
+        "without one the weights are random",
     )
-    p.add_argument("--model", default="ravlt_t", choices=sorted(MODEL_VARIANTS))
-    p.add_argument("--checkpoint", help="classification (.ckpt / RAVLT_*.pth) or detection / segmentation checkpoint; "
-                   "without one the weights are random")  # fmt: skip
     p.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights")
     p.add_argument("--attn-types", help="per-stage attention types, e.g. llll (default: the variant's, llvv)")
     p.add_argument("--images", help=f"folder of images (default: scikit-image's {', '.join(SAMPLE_IMAGES)})")
-    p.add_argument("--image-size", type=int, default=224, help="short side resized to this, then a centre crop")
-    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="relative tolerance of the numerical rank")
+    p.add_argument("--image-size", type=int, default=224, help="short side resized to this, centre crop (default 224)")
+    rtol_help = f"relative tolerance of the numerical rank (default {DEFAULT_RTOL:g})"
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=rtol_help)
     p.add_argument("--out", required=True, type=Path, help="folder for rank_stage*.png and rank.json")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--wandb", action="store_true", help="log the table, plots and JSON to W&B")
-    p.add_argument("--wandb-project", default="ravlt")
-    p.add_argument("--wandb-mode", default="offline", choices=("offline", "online"), help="WANDB_MODE overrides it")
+    p.add_argument("--wandb-project", default="ravlt", help="W&B project (default ravlt)")
+    p.add_argument(
+        "--wandb-mode", default="offline", choices=("offline", "online"), help="offline (default); WANDB_MODE wins"
+    )
     args = p.parse_args(argv)
     if args.rtol <= 0 or args.rtol >= 1:
         p.error(f"--rtol must be in (0, 1), got {args.rtol}")

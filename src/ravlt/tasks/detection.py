@@ -92,8 +92,9 @@ def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) ->
         ds.data_root = str(root)
         ds.ann_file = str(dataset[f"{split}_ann"])
         ds.data_prefix = dict(img=str(dataset[f"{split}_images"]).rstrip("/") + "/")
-        if dataset.get("classes"):
-            ds.metainfo = dict(classes=tuple(dataset.classes))
+        classes = tuple(dataset.get("classes") or ())
+        if classes and tuple(ds.get("metainfo", {}).get("classes", ())) != classes:
+            ds.metainfo = dict(classes=classes)  # the config's palette only fits its own classes
     for name in EVALUATORS:
         mm_cfg[name].ann_file = str(root / dataset.val_ann)
     if dataset.get("classes"):

@@ -1,0 +1,111 @@
+"""What ``make bench`` runs: the models, the workloads, and one step of each as a callable."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import ravlt  # noqa: F401  (registers the RAVLT models with timm)
+from ravlt.models import RAVLT
+
+
+@dataclass(frozen=True)
+class Workload:
+    mode: str  # "eval" (inference) or "train" (forward, backward, AdamW step)
+    batch: int
+    size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} b{self.batch} {self.size}²"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    timm_name: str
+    kwargs: dict = field(default_factory=dict)
+    sized: bool = False  # built for its input size (Swin's windows and position bias)
+    workloads: str = "all"  # "all", or "eval": inference workloads only
+
+    def build(self, size: int) -> nn.Module:
+        return timm.create_model(self.timm_name, **self.kwargs, **({"img_size": size} if self.sized else {}))
+
+
+MODELS = {
+    spec.label: spec
+    for spec in (
+        ModelSpec("ravlt_t", "ravlt_t"),
+        ModelSpec("ravlt_s", "ravlt_s"),
+        # the pure-linear ablation: the model whose cost must grow linearly with the pixels
+        ModelSpec("ravlt_s_llll", "ravlt_s", {"attn_types": "llll"}, workloads="eval"),
+        ModelSpec("convnext_tiny", "convnext_tiny"),
+        ModelSpec("swin_tiny", "swin_tiny_patch4_window7_224", sized=True),
+    )
+}
+BASELINE = "convnext_tiny"
+
+
+def default_workloads(device: torch.device, quick: bool = False) -> list[Workload]:
+    """The issue's workloads: CPU batch 16 at 224² (eval, train), batch 1 at 224²/512²/1024² (the
+    resolution sweep); CUDA batch 128 at 224² and batch 16 for the sweep. ``quick``: tiny sizes for CI."""
+    if quick:
+        return [Workload("eval", 2, 64), Workload("train", 2, 64), Workload("eval", 1, 64), Workload("eval", 1, 128)]
+    batch, sweep_batch = (128, 16) if device.type == "cuda" else (16, 1)
+    sweep = [Workload("eval", sweep_batch, s) for s in (224, 512, 1024)]
+    return [Workload("eval", batch, 224), Workload("train", batch, 224), *sweep]
+
+
+def applies(spec: ModelSpec, workload: Workload) -> bool:
+    return spec.workloads == "all" or workload.mode == spec.workloads
+
+
+def make_step(
+    spec: ModelSpec,
+    workload: Workload,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    fuse: bool = False,
+    compile_model: bool = False,
+) -> Callable[[], None]:
+    """A closure running one step of ``workload`` on a fresh, randomly initialised ``spec`` model.
+
+    ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design). ``fuse``
+    folds RAVLT's BatchNorms for inference.
+    """
+    torch.manual_seed(0)
+    train = workload.mode == "train"
+    model = spec.build(workload.size).to(device).train(train)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    if fuse and not train and isinstance(model, RAVLT):
+        model.fuse()
+    forward = torch.compile(model) if compile_model else model
+    x = torch.randn(workload.batch, 3, workload.size, workload.size, device=device)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    )
+    if not train:
+
+        def infer() -> None:
+            with torch.inference_mode(), autocast:
+                forward(x)
+
+        return infer
+
+    target = torch.randint(0, model.num_classes, (workload.batch,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step() -> None:
+        with autocast:
+            loss = F.cross_entropy(forward(x), target)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return train_step
