@@ -1,6 +1,7 @@
 """The whole Hydra config tree composes: every option of every group, the experiment presets, the shared
 hardware / logger fields every task reads, and Hydra's errors. (Every CPU-runnable classification
 combination is composed and instantiated in tests/classification/test_instantiate.py.)"""
+
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
 """Shared fixtures of the classification tests: tiny class-folder datasets and Hydra composition."""
+
 from pathlib import Path
 
 import numpy as np

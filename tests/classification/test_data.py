@@ -1,4 +1,5 @@
 """Class-folder data: unreadable images are skipped and reported, samplers are reproducible and shard."""
+
 import shutil
 
 import pytest

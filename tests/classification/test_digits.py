@@ -1,4 +1,5 @@
 """The offline digits dataset: layout, fixed stratified split, upscaled images, safe regeneration."""
+
 from collections import Counter
 
 import numpy as np

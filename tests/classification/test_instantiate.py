@@ -4,6 +4,7 @@ model x dataset x hardware x logger, and each classification experiment with har
 A piece that depends on only some groups (the LightningModule on model, task and class count; the
 DataModule on dataset and task) is built once per distinct input, so every combination is covered
 without building the same 95M-parameter model dozens of times."""
+
 import itertools
 
 import pytest

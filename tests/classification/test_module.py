@@ -1,4 +1,5 @@
 """The recipe glue of ImageClassifier: weight-decay groups, lr / EMA scaling, warm-up + cosine, Mixup."""
+
 import math
 
 import pytest
@@ -14,8 +15,8 @@ MIXUP = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode=
 @pytest.fixture(scope="module")
 def module():
     return ImageClassifier(
-        "ravlt_t", 10, model_kwargs=dict(attn_types="llvv"), batch_size=8, optimizer=OPTIMIZER,
-        scheduler=SCHEDULER, mixup=MIXUP, label_smoothing=0.1, ema=dict(enabled=True, decay=0.99996, reference_batch=512),
+        "ravlt_t", 10, model_kwargs=dict(attn_types="llvv"), batch_size=8, optimizer=OPTIMIZER, scheduler=SCHEDULER,
+        mixup=MIXUP, label_smoothing=0.1, ema=dict(enabled=True, decay=0.99996, reference_batch=512),
     )  # fmt: skip
 
 

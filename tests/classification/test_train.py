@@ -1,5 +1,6 @@
 """Classification runs end to end: training on digits, evaluation of our and released checkpoints,
 skipping a truncated JPEG, resuming after SIGKILL, two-process DDP on the CPU, and bad input."""
+
 import csv
 import json
 import math
@@ -128,7 +129,8 @@ def test_eval_mode_reads_released_style_checkpoints_and_rejects_other_variants(d
         "epoch": 1,
     }
     torch.save(released, tmp_path / "RAVLT_T.pth")
-    common = ["experiment=digits_demo", f"dataset.root={digits_dir}", "task.mode=eval", f"ckpt_path={tmp_path / 'RAVLT_T.pth'}"]
+    common = ["experiment=digits_demo", f"dataset.root={digits_dir}", "task.mode=eval",
+              f"ckpt_path={tmp_path / 'RAVLT_T.pth'}"]  # fmt: skip
     metrics = run_in_process(tmp_path / "eval", *common)
     assert metrics["val/top1"] == pytest.approx(trained["val/top1"], abs=1e-6)
     assert metrics["val/ema_top1"] == pytest.approx(trained["val/ema_top1"], abs=1e-6)

@@ -129,7 +129,8 @@ def test_out_of_range_labels_are_ignored_in_training_not_a_crash(corrupt_shapes_
     assert set(gt.unique().tolist()) <= {0, 1, 2, 3, 255}
     model = build_segmentor(cfg)
     model.train()
-    losses = model.train_step(batch, build_optim_wrapper(model, dict(type="OptimWrapper", optimizer=cfg.optim_wrapper.optimizer)))
+    optim_wrapper = build_optim_wrapper(model, dict(type="OptimWrapper", optimizer=cfg.optim_wrapper.optimizer))
+    losses = model.train_step(batch, optim_wrapper)
     assert torch.isfinite(losses["decode.loss_ce"])
 
 

@@ -143,8 +143,9 @@ def _demo_checkpoint(tmp_path) -> Path:
 
 
 def test_evaluation_gives_miou_and_counts_out_of_range_labels(compose_run, corrupt_shapes_root, tiny_spec, tmp_path):
-    cfg = compose_run("task=segmentation", "task.mode=eval", f"ckpt_path={_demo_checkpoint(tmp_path)}", "model=ravlt_t",
-                      "segmentor=fpn_demo", *_shapes(corrupt_shapes_root, tiny_spec), "hardware=cpu", "logger=csv")  # fmt: skip
+    ckpt = _demo_checkpoint(tmp_path)
+    cfg = compose_run("task=segmentation", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t", "segmentor=fpn_demo",
+                      *_shapes(corrupt_shapes_root, tiny_spec), "hardware=cpu", "logger=csv")  # fmt: skip
     metrics = segmentation.run(cfg)
     assert METRIC_KEYS <= metrics.keys()
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("mIoU", "mAcc", "aAcc"))
@@ -152,8 +153,9 @@ def test_evaluation_gives_miou_and_counts_out_of_range_labels(compose_run, corru
 
 
 def test_evaluating_a_checkpoint_of_another_variant_fails_loudly(compose_run, shapes_ade_root, tiny_spec, tmp_path):
-    cfg = compose_run("task=segmentation", "task.mode=eval", f"ckpt_path={_demo_checkpoint(tmp_path)}", "model=ravlt_s",
-                      "segmentor=fpn_demo", *_shapes(shapes_ade_root, tiny_spec), "hardware=cpu", "logger=csv")  # fmt: skip
+    ckpt = _demo_checkpoint(tmp_path)  # RAVLT-T weights, evaluated as RAVLT-S
+    cfg = compose_run("task=segmentation", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_s", "segmentor=fpn_demo",
+                      *_shapes(shapes_ade_root, tiny_spec), "hardware=cpu", "logger=csv")  # fmt: skip
     with pytest.raises(RuntimeError, match="size mismatch|Missing key|unexpected key"):
         segmentation.run(cfg)
 

@@ -11,7 +11,8 @@ def _files(root, kind, split):
 
 
 def test_ade20k_layout_and_labels(shapes_ade_root, tiny_spec):
-    for split, prefix, count in (("training", "ADE_train_", tiny_spec.num_train), ("validation", "ADE_val_", tiny_spec.num_val)):
+    splits = (("training", "ADE_train_", tiny_spec.num_train), ("validation", "ADE_val_", tiny_spec.num_val))
+    for split, prefix, count in splits:
         images, labels = _files(shapes_ade_root, "images", split), _files(shapes_ade_root, "annotations", split)
         assert [p.name for p in images] == [f"{prefix}{i:08d}.jpg" for i in range(1, count + 1)]
         assert [p.stem for p in labels] == [p.stem for p in images]
@@ -20,7 +21,8 @@ def test_ade20k_layout_and_labels(shapes_ade_root, tiny_spec):
             lbl = Image.open(label)
             assert lbl.mode == "L" and lbl.size == (tiny_spec.image_size, tiny_spec.image_size)
             assert set(np.unique(np.array(lbl))) <= set(range(len(CLASSES) + 1))  # 0 = other, 1..K classes
-    values = np.concatenate([np.array(Image.open(p)).ravel() for p in _files(shapes_ade_root, "annotations", "training")])
+    labels = _files(shapes_ade_root, "annotations", "training")
+    values = np.concatenate([np.array(Image.open(p)).ravel() for p in labels])
     assert OTHER in values and {1, 2, 3, 4} <= set(values)  # "other" scribbles and every class occur
 
 

@@ -65,19 +65,9 @@ def applies(spec: ModelSpec, workload: Workload) -> bool:
     return spec.workloads == "all" or workload.mode == spec.workloads
 
 
-def make_step(
-    spec: ModelSpec,
-    workload: Workload,
-    device: torch.device,
-    dtype: torch.dtype = torch.float32,
-    fuse: bool = False,
-    compile_model: bool = False,
-) -> Callable[[], None]:
-    """A closure running one step of ``workload`` on a fresh, randomly initialised ``spec`` model.
-
-    ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design). ``fuse``
-    folds RAVLT's BatchNorms for inference.
-    """
+def prepare_model(spec: ModelSpec, workload: Workload, device: torch.device, fuse: bool = False) -> nn.Module:
+    """A randomly initialised ``spec`` model for ``workload``: channels-last on CPU (every model gets
+    the layout that suits oneDNN), BatchNorm folded for RAVLT inference with ``fuse``."""
     torch.manual_seed(0)
     train = workload.mode == "train"
     model = spec.build(workload.size).to(device).train(train)
@@ -85,11 +75,25 @@ def make_step(
         model = model.to(memory_format=torch.channels_last)
     if fuse and not train and isinstance(model, RAVLT):
         model.fuse()
-    forward = torch.compile(model) if compile_model else model
-    x = torch.randn(workload.batch, 3, workload.size, workload.size, device=device)
-    autocast = (
-        torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    return model
+
+
+def make_step(
+    model: nn.Module,
+    workload: Workload,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    compile_model: bool = False,
+) -> Callable[[], None]:
+    """A closure running one step of ``workload`` on ``model``: inference, or forward + backward +
+    AdamW step. ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design)."""
+    train = workload.mode == "train"
+    forward = torch.compile(model, dynamic=False) if compile_model else model
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    x = torch.randn(workload.batch, 3, workload.size, workload.size, device=device).contiguous(
+        memory_format=memory_format
     )
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     if not train:
 
         def infer() -> None:

@@ -1,4 +1,5 @@
 """Lightning callbacks of the classification runs: unreadable-image report and W&B validation images."""
+
 from __future__ import annotations
 
 import logging
@@ -73,7 +74,8 @@ class ValidationImageGrid(L.Callback):
         targets = batch["target"][: self.num_images].tolist()
         preds = outputs["preds"][: self.num_images].tolist()
         captions = [
-            f"{'✓' if p == t else '✗'} true {classes[t]} / pred {classes[p]}" for t, p in zip(targets, preds)
+            f"{'✓' if p == t else '✗'} true {classes[t]} / pred {classes[p]}"
+            for t, p in zip(targets, preds, strict=True)
         ]
         for logger in loggers:
             logger.log_image("val/examples", list(images), step=trainer.global_step, caption=captions)

@@ -1,5 +1,6 @@
 """Checkpoints of the classification runs: atomic writes, RNG state for exact resumption, and reading
 weights back from our Lightning checkpoints or the released DeiT-style files (spec §5)."""
+
 from __future__ import annotations
 
 import os

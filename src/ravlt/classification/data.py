@@ -6,6 +6,7 @@ cannot be decoded (truncated, corrupt, not an image) is skipped: the dataset han
 ``batch["unreadable"]``, and :class:`~ravlt.classification.callbacks.UnreadableImageReport` warns about it
 and counts it.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Lightning loggers from the ``logger`` config group (``wandb`` | ``csv`` | ``tensorboard`` | ``none``)."""
+
 from __future__ import annotations
 
 import os

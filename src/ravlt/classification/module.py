@@ -1,4 +1,5 @@
 """The classification LightningModule: a timm model trained with the DeiT-style recipe of the paper."""
+
 from __future__ import annotations
 
 import logging
@@ -6,9 +7,9 @@ import math
 from collections.abc import Mapping
 
 import lightning as L
-from lightning.fabric.utilities.throughput import measure_flops
 import timm
 import torch
+from lightning.fabric.utilities.throughput import measure_flops
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2

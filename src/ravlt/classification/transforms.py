@@ -1,4 +1,5 @@
 """Training and evaluation transforms: timm's ImageNet pipeline, configured by the recipe."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,9 +17,7 @@ def train_transform(image_size: int, interpolation: str, augment: Mapping):
     ``color_jitter``, ``re_prob``, ``re_mode``, ...).
     """
     kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in augment.items()}
-    return create_transform(
-        image_size, is_training=True, interpolation=interpolation, mean=MEAN, std=STD, **kwargs
-    )
+    return create_transform(image_size, is_training=True, interpolation=interpolation, mean=MEAN, std=STD, **kwargs)
 
 
 def eval_transform(image_size: int, interpolation: str, crop_pct: float):

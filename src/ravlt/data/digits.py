@@ -13,6 +13,7 @@ from memory so that digits goes through exactly the loading path of ``image_fold
 machine (about a second). Generate it with ``python -m ravlt.data.digits ROOT`` or let
 ``ensure_digits(root)`` do it on first use.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,7 @@ def split_indices(targets: np.ndarray, val_fraction: float = VAL_FRACTION, seed:
     """Stratified train/val indices; fixed for a given seed."""
     from sklearn.model_selection import train_test_split
 
-    train, val = train_test_split(
-        np.arange(len(targets)), test_size=val_fraction, stratify=targets, random_state=seed
-    )
+    train, val = train_test_split(np.arange(len(targets)), test_size=val_fraction, stratify=targets, random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val)}
 
 
@@ -50,9 +49,7 @@ def upscale(image: np.ndarray, size: int) -> Image.Image:
 
 def is_complete(root: str | os.PathLike) -> bool:
     root = Path(root)
-    return all(
-        sum(1 for _ in (root / split).glob("*/*.png")) == NUM_IMAGES[split] for split in SPLITS
-    )
+    return all(sum(1 for _ in (root / split).glob("*/*.png")) == NUM_IMAGES[split] for split in SPLITS)
 
 
 def generate_digits(root: str | os.PathLike, image_size: int = IMAGE_SIZE) -> Path:

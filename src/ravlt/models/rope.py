@@ -24,8 +24,11 @@ def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.T
 
 
 def rotation_table(sin: torch.Tensor, cos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The (N, d/2) complex table ``e^{iθ}`` of a (N, d) sin/cos pair whose channels come in equal pairs
-    (as :class:`RoPE2d` makes them), in the complex type of real ``dtype`` (float32 or float64)."""
+    """The table :func:`rotate` reads, from a (N, d) sin/cos pair whose channels come in equal pairs (as
+    :class:`RoPE2d` makes them), in real ``dtype`` (float32 or float64): ``e^{iθ}`` as (N, d/2) complex,
+    or, under ``torch.compile`` (Inductor generates no complex code), (N, d/2, 2) real (cos θ, sin θ)."""
+    if torch.compiler.is_compiling():
+        return torch.stack((cos[:, 0::2], sin[:, 0::2]), dim=-1).to(dtype)
     return torch.complex(cos[:, 0::2].to(dtype), sin[:, 0::2].to(dtype))
 
 
@@ -39,10 +42,13 @@ def _as_complex(x: torch.Tensor) -> torch.Tensor:
 def rotate(x: torch.Tensor, table: torch.Tensor, add_one: bool = False) -> torch.Tensor:
     """RoPE(x), or RoPE(x + 1) with ``add_one``, through ``table`` from :func:`rotation_table`.
 
-    x is real (..., N, d) with a unit last stride (any other strides) in the real type of ``table``.
-    ``add_one`` folds the ``+ 1`` of RALA's kernel ELU(t) + 1 into the same kernel: RoPE is linear,
-    so RoPE(x + 1) = RoPE(x) + (1 + i)·e^{iθ}.
+    x is real (..., N, d) in the real type of ``table``. ``add_one`` folds the ``+ 1`` of RALA's kernel
+    ELU(t) + 1 into the same kernel: RoPE is linear, so RoPE(x + 1) = RoPE(x) + (1 + i)·e^{iθ}.
     """
+    if not table.is_complex():  # real arithmetic for torch.compile, which fuses it into one kernel
+        real, imag = (x + 1.0 if add_one else x).unflatten(-1, (-1, 2)).unbind(-1)
+        cos, sin = table.unbind(-1)
+        return torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1).flatten(-2)
     xc = _as_complex(x)
     out = torch.addcmul(table * (1 + 1j), xc, table) if add_one else xc * table
     return torch.view_as_real(out).flatten(-2)

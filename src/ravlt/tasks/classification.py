@@ -9,10 +9,10 @@ What each config group sets: ``model`` the timm model (``name``, ``drop_path_rat
 recipe and the mode, ``hardware`` devices / strategy / precision / workers, ``logger`` where metrics go.
 ``ckpt_path`` resumes a training run (``task.mode=train``) or names the checkpoint to evaluate.
 """
+
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from ravlt.classification import (
 )
 from ravlt.classification.checkpointing import is_lightning_checkpoint
 from ravlt.classification.data import batch_size_of
-from ravlt.models.checkpoint import match_state_dict, read_checkpoint
+from ravlt.models.checkpoint import match_state_dict
 
 from . import ConfigError
 
@@ -97,7 +97,9 @@ def num_classes_of(cfg: DictConfig, datamodule: ImageFolderDataModule) -> int:
 
 def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifier:
     task, model = cfg.task, cfg.model
-    model_kwargs = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in ("name", "pretrained")}
+    model_kwargs = OmegaConf.to_container(model, resolve=True)
+    for key in ("name", "pretrained"):
+        model_kwargs.pop(key)
     if model_kwargs.get("drop_path_rate") is None:
         model_kwargs.pop("drop_path_rate", None)  # the variant's own rate
     container = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
@@ -115,35 +117,35 @@ def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifie
     )
 
 
-def load_weights(module: ImageClassifier, path: str, for_eval: bool) -> bool:
-    """Load a checkpoint's model (and EMA, if it has one) weights; returns whether EMA weights were loaded.
+def load_weights(module: ImageClassifier, model_sd: dict, ema_sd: dict | None, for_eval: bool) -> None:
+    """Load checkpoint weights into the model and, when both exist, into the EMA.
 
-    Fine-tuning (``for_eval=False``) keeps a fresh head when the class count differs and starts the EMA
-    from the loaded weights.
+    Evaluation loads strictly. Fine-tuning keeps a fresh head when the class count differs and starts
+    the EMA from the loaded weights.
     """
-    model_sd, ema_sd = checkpoint_weights(path)
     module.model.load_state_dict(match_state_dict(model_sd, module.model, allow_new_head=not for_eval), strict=False)
     if module.model_ema is None:
-        return False
-    if for_eval and ema_sd is not None:
+        return
+    if for_eval:
         module.model_ema.module.load_state_dict(match_state_dict(ema_sd, module.model_ema.module), strict=False)
-        return True
-    module.model_ema.set(module.model)
-    return False
+    else:
+        module.model_ema.set(module.model)
 
 
 def build_callbacks(cfg: DictConfig, has_loggers: bool) -> list[L.Callback]:
     task = cfg.task
+    checkpoints = Path(cfg.output_dir) / "checkpoints"
     callbacks: list[L.Callback] = [
+        # best by the monitored metric; then last.ckpt after every validation (Lightning's save_last only
+        # writes when the best one was written too)
         ModelCheckpoint(
-            dirpath=Path(cfg.output_dir) / "checkpoints",
+            dirpath=checkpoints,
             filename="best-epoch{epoch:03d}",
-            auto_insert_metric_name=False,
             monitor=task.monitor,
             mode="max",
-            save_top_k=1,
-            save_last=True,
-        ),
+            auto_insert_metric_name=False,
+        ),  # fmt: skip
+        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None),
         RngStateCheckpoint(),
         UnreadableImageReport(),
         ThroughputMonitor(batch_size_fn=batch_size_of),
@@ -182,7 +184,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> L.Trainer:
 def check_resume_checkpoint(path: str) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path}: file not found")
-    if not is_lightning_checkpoint(read_checkpoint(path)):
+    if not is_lightning_checkpoint(torch.load(path, map_location="cpu", mmap=True, weights_only=True)):
         raise ConfigError(
             f"ckpt_path={path} is not a training checkpoint of this project, so there is no run to resume. "
             "To start from its weights use model.pretrained=...; to evaluate it use task.mode=eval."
@@ -217,15 +219,15 @@ def run(cfg: DictConfig) -> dict:
     datamodule = build_datamodule(cfg, dataset_root(cfg.dataset, splits))
     num_classes = num_classes_of(cfg, datamodule)
 
-    has_ema = bool(task.ema.enabled)
-    if not training:  # evaluate the EMA only when the checkpoint has EMA weights
-        has_ema = checkpoint_weights(cfg.ckpt_path)[1] is not None
-    module = build_module(cfg, num_classes, ema=has_ema)
-    if not training:
-        load_weights(module, cfg.ckpt_path, for_eval=True)
-    elif cfg.model.pretrained and not cfg.ckpt_path:
-        load_weights(module, cfg.model.pretrained, for_eval=False)
-        log.info("started from the weights of %s", cfg.model.pretrained)
+    if training:
+        module = build_module(cfg, num_classes, ema=bool(task.ema.enabled))
+        if cfg.model.pretrained and not cfg.ckpt_path:
+            load_weights(module, *checkpoint_weights(cfg.model.pretrained), for_eval=False)
+            log.info("starting from the weights of %s", cfg.model.pretrained)
+    else:  # the EMA is evaluated when the checkpoint has EMA weights
+        model_sd, ema_sd = checkpoint_weights(cfg.ckpt_path)
+        module = build_module(cfg, num_classes, ema=ema_sd is not None)
+        load_weights(module, model_sd, ema_sd, for_eval=True)
 
     loggers = build_loggers(cfg.logger, cfg.output_dir, cfg.run_name)
     callbacks = build_callbacks(cfg, bool(loggers))
@@ -237,11 +239,10 @@ def run(cfg: DictConfig) -> dict:
     if training:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        best = next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
-        if best.best_model_score is not None:
+        best, last = (cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
+        if best.best_model_score is not None:  # none with fast_dev_run
             metrics[f"{task.monitor}_best"] = float(best.best_model_score)
-            metrics["checkpoint/best"] = best.best_model_path
-            metrics["checkpoint/last"] = best.last_model_path
+            metrics.update({"checkpoint/best": best.best_model_path, "checkpoint/last": last.best_model_path})
         metrics.update(epoch=trainer.current_epoch, global_step=trainer.global_step)
     else:
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule)[0].items()}

@@ -11,7 +11,6 @@ ground-truth pixels whose label was outside the class range and therefore ignore
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from mmengine.config import Config
@@ -22,8 +21,6 @@ from ravlt.mm import runner as mm
 from . import ConfigError
 from .detection import detector_config_path as sized_config_path
 from .detection import set_num_classes
-
-log = logging.getLogger(__name__)
 
 ADE_DIR = "ADEChallengeData2016"
 SPLITS = {"train": "training", "val": "validation"}
@@ -124,7 +121,8 @@ def build_config(cfg: DictConfig) -> Config:
     (``task.cfg_options`` still come last)."""
     mm_cfg = mm.load_config(sized_config_path(cfg.segmentor.config, cfg.model.name))
     set_dataset(mm_cfg, cfg.dataset, need_train=cfg.task.mode == "train")
-    set_head_inputs(mm_cfg, mm.feature_channels(cfg.model.name, mm_cfg.model.backbone.get("out_indices", (0, 1, 2, 3))))
+    out_indices = mm_cfg.model.backbone.get("out_indices", (0, 1, 2, 3))
+    set_head_inputs(mm_cfg, mm.feature_channels(cfg.model.name, out_indices))
     set_test_mode(mm_cfg, cfg.segmentor.get("test_mode"))
     if cfg.task.get("max_iters"):
         rescale_schedule(mm_cfg, int(cfg.task.max_iters))

@@ -1,0 +1,1 @@
+"""Throughput and memory benchmark of RAVLT beside timm's convnext_tiny and Swin-T: ``make bench``."""

@@ -1,0 +1,187 @@
+"""``make bench`` / ``python -m ravlt.bench``: RAVLT against convnext_tiny and Swin-T, same run.
+
+Every model is timed on every workload in the same process, interleaved (each round runs each
+workload on each model, starting from a different model each round), and the median of the rounds
+is reported, so that the ratios survive a machine shared with other jobs. Prints a markdown table
+and the issue's targets, writes ``bench.json`` and ``throughput_vs_resolution.png`` to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import timm
+import torch
+
+from ravlt.models import SoftmaxAttention
+from ravlt.models.rope import RoPE2d
+from ravlt.tools.flops import count
+
+from .report import plot, table, targets, write_json
+from .timing import calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
+from .workloads import BASELINE, MODELS, applies, default_workloads, make_step, prepare_model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+SGEMM_N = 2048
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ravlt.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
+    p.add_argument("--min-seconds", type=float, default=0.5, help="least duration of one timed repeat")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=list(DTYPES), help="default: float32 on CPU, bfloat16 (autocast) on CUDA")
+    p.add_argument("--fuse", action="store_true", help="fold RAVLT's BatchNorms for inference (RAVLT.fuse)")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (compile time not timed)")
+    p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP counts")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--quick", action="store_true", help="tiny inputs, for a smoke test")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    return p.parse_args(argv)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} CPUs"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def softmax_attention_memory(device: torch.device, dtype: torch.dtype) -> dict:
+    """Peak memory of one softmax attention block of RAVLT-S stage 3 at 1024² input (64×64 tokens)."""
+    dim, heads, side = 320, 5, 64
+    attn = SoftmaxAttention(dim, heads).to(device).eval()
+    sin, cos = (t.to(device) for t in RoPE2d(dim // heads)(side, side))
+    x = torch.randn(1, dim, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step() -> None:
+        with torch.inference_mode(), autocast:
+            attn(x, sin, cos)
+
+    step()
+    tokens = side * side
+    return dict(tokens=tokens, heads=heads, nxn_mib=heads * tokens**2 * 4 / 2**20, peak_mib=peak_memory_mib(step, device))
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    specs = [MODELS[name] for name in args.models]
+    workloads = default_workloads(device, args.quick)
+    load_before = os.getloadavg()
+
+    models, steps = {}, {}
+    for workload in workloads:
+        for spec in specs:
+            if applies(spec, workload):
+                key = (spec.label, workload.mode, workload.size if spec.sized else None)
+                if key not in models:
+                    models[key] = prepare_model(spec, workload, device, fuse=args.fuse)
+                steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, args.compile)
+    print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
+    iters = {key: calibrate(step, device, args.min_seconds) for key, step in steps.items()}
+
+    times = {key: [] for key in steps}
+    sgemm = []
+    labels = [spec.label for spec in specs]
+    for round_ in range(args.repeats):
+        sgemm.append(sgemm_gflops(device, SGEMM_N))
+        order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
+        for workload in workloads:
+            for label in order:
+                if (label, workload.label) in steps:
+                    key = (label, workload.label)
+                    times[key].append(seconds_per_step(steps[key], device, iters[key]))
+        print(f"round {round_ + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+
+    peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in steps.items()}
+    softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
+    gmacs = {}
+    if not args.no_flops:
+        for spec in specs:
+            for size in sorted({w.size for w in workloads if applies(spec, w)}):
+                extra = {"img_size": size} if spec.sized else {}
+                gmacs[spec.label, size] = count(spec.timm_name, size, **spec.kwargs, **extra)[1]
+
+    sgemm_median = statistics.median(sgemm)
+    rows = []
+    for workload in workloads:
+        base = times.get((BASELINE, workload.label))
+        for spec in specs:
+            key = (spec.label, workload.label)
+            if key not in times:
+                continue
+            seconds = statistics.median(times[key])
+            macs = gmacs.get((spec.label, workload.size))
+            flops_per_s = None
+            if macs is not None:  # a training step: forward + backward ≈ 3 forwards
+                flops_per_s = 2 * macs * (3 if workload.mode == "train" else 1) * workload.batch / seconds
+            rows.append(
+                dict(
+                    model=spec.label,
+                    workload=workload.label,
+                    mode=workload.mode,
+                    batch=workload.batch,
+                    size=workload.size,
+                    seconds=times[key],
+                    seconds_median=seconds,
+                    img_per_s=workload.batch / seconds,
+                    ratio=statistics.median(base) / seconds if base else None,
+                    peak_mib=peaks.get(key),
+                    gflop_per_img=2 * macs if macs is not None else None,
+                    gflop_per_s=flops_per_s,
+                    sgemm_fraction=flops_per_s / sgemm_median if flops_per_s is not None else None,
+                )
+            )
+    sweep = [w for w in workloads if w.mode == "eval"][-1]
+    result = dict(
+        meta=dict(
+            device=device.type,
+            device_name=device_name(device),
+            threads=torch.get_num_threads() if device.type == "cpu" else None,
+            dtype=str(dtype).removeprefix("torch."),
+            compile=args.compile,
+            fuse=args.fuse,
+            repeats=args.repeats,
+            torch=torch.__version__,
+            timm=timm.__version__,
+            load_before=round(load_before[0], 1),
+            load_after=round(os.getloadavg()[0], 1),
+            sgemm_n=SGEMM_N,
+            sweep_batch=sweep.batch,
+            baseline=BASELINE,
+        ),
+        sgemm_gflops=sgemm_median,
+        sgemm_gflops_per_round=sgemm,
+        rows=rows,
+        softmax_attention_memory=softmax_memory,
+    )
+    fp32_cpu_full = device.type == "cpu" and dtype == torch.float32 and not args.quick
+    result["targets"] = targets(rows, softmax_memory) if fp32_cpu_full else []
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print()
+    print(table(result))
+    write_json(result, args.out / "bench.json")
+    drawn = plot(result, args.out / "throughput_vs_resolution.png")
+    print(f"\nwrote {args.out / 'bench.json'}" + (f" and {args.out / 'throughput_vs_resolution.png'}" if drawn else ""))
+    return result

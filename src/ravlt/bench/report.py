@@ -1,0 +1,125 @@
+"""The bench's outputs: the printed table and target checks, the JSON record, the log-log plot."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+# The issue's targets for RAVLT-S against convnext_tiny, CPU fp32, same run.
+RATIO_TARGETS = (
+    ("eval b16 224²", 0.8, "RAVLT-S / convnext_tiny img/s, inference 224² (goal 1.0)"),
+    ("train b16 224²", 0.8, "RAVLT-S / convnext_tiny img/s, training step 224²"),
+    ("eval b1 1024²", 0.45, "RAVLT-S / convnext_tiny img/s, inference 1024²"),
+)
+LINEAR_SCALING_LIMIT = 4.5  # all-RALA RAVLT-S: time(1024²) / time(512²)
+
+
+def _row(rows: list[dict], model: str, workload: str) -> dict | None:
+    return next((r for r in rows if r["model"] == model and r["workload"] == workload), None)
+
+
+def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
+    """Each target with its measured value; targets whose rows were not measured are left out."""
+    checks = []
+    for workload, minimum, what in RATIO_TARGETS:
+        row = _row(rows, "ravlt_s", workload)
+        if row and row.get("ratio") is not None:
+            checks.append(dict(what=what, value=row["ratio"], limit=f">= {minimum}", met=row["ratio"] >= minimum))
+    low, high = _row(rows, "ravlt_s_llll", "eval b1 512²"), _row(rows, "ravlt_s_llll", "eval b1 1024²")
+    if low and high:
+        growth = high["seconds_median"] / low["seconds_median"]
+        checks.append(
+            dict(
+                what="all-RALA RAVLT-S time 1024² / 512² (4.0 = linear in pixels)",
+                value=growth,
+                limit=f"<= {LINEAR_SCALING_LIMIT}",
+                met=growth <= LINEAR_SCALING_LIMIT,
+            )
+        )
+    if softmax_memory:
+        checks.append(
+            dict(
+                what=f"softmax attention peak MiB at {softmax_memory['tokens']} tokens "
+                f"(one N×N map per head would be {softmax_memory['nxn_mib']:.0f} MiB)",
+                value=softmax_memory["peak_mib"],
+                limit=f"< {softmax_memory['nxn_mib'] / softmax_memory['heads']:.0f} (one N×N map)",
+                met=softmax_memory["peak_mib"] < softmax_memory["nxn_mib"] / softmax_memory["heads"],
+            )
+        )
+    return checks
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(result: dict) -> str:
+    meta = result["meta"]
+    lines = [
+        f"RAVLT bench: {meta['device_name']} ({meta['threads']} threads), {meta['dtype']}"
+        f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}, "
+        f"torch {meta['torch']}, timm {meta['timm']}; median of {meta['repeats']} interleaved repeats; "
+        f"load average {meta['load_before']} -> {meta['load_after']}",
+        f"sgemm (torch.mm {meta['sgemm_n']}², fp32): {result['sgemm_gflops']:.0f} GFLOP/s",
+        "",
+        "| workload | model | img/s | × convnext_tiny | peak MiB | GFLOP/img | GFLOP/s | % of sgemm |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['workload']} | {r['model']} | {r['img_per_s']:.2f} | {_fmt(r['ratio'], '.2f')} | "
+            f"{_fmt(r['peak_mib'], '.0f')} | {_fmt(r['gflop_per_img'], '.1f')} | {_fmt(r['gflop_per_s'], '.0f')} | "
+            f"{_fmt(r['sgemm_fraction'] and 100 * r['sgemm_fraction'], '.0f')} |"
+        )
+    if result["targets"]:
+        lines += ["", "Targets (same run):"]
+        for t in result["targets"]:
+            lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['what']}: {t['value']:.2f} (target {t['limit']})")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: Path) -> None:
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+
+def plot(result: dict, path: Path) -> bool:
+    """Throughput against input side, log-log, for the batch-size sweep. Returns False if there is
+    no sweep (fewer than two sizes) to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep_batch = result["meta"]["sweep_batch"]
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in result["rows"]:
+        if r["mode"] == "eval" and r["batch"] == sweep_batch:
+            series.setdefault(r["model"], []).append((r["size"], r["img_per_s"]))
+    series = {m: sorted(p) for m, p in series.items() if len(p) >= 2}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for model, points in series.items():
+        sizes, speeds = zip(*points)
+        ax.plot(sizes, speeds, marker="o", label=model)
+        (s0, v0), (s1, v1) = points[-2], points[-1]
+        slope = math.log(v1 / v0) / math.log(s1 / s0)
+        ax.annotate(f"{slope:.2f}", (s1, v1), textcoords="offset points", xytext=(6, 0), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes = sorted({s for p in series.values() for s, _ in p})
+    ax.set_xticks(sizes, [f"{s}²" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("input resolution")
+    ax.set_ylabel(f"images / s (batch {sweep_batch})")
+    meta = result["meta"]
+    ax.set_title(f"Inference throughput vs resolution ({meta['device_name']}, {meta['threads']} threads, {meta['dtype']})",
+                 fontsize=9)
+    ax.text(0.01, 0.01, "slope of the last segment: -2 = cost linear in pixels, -4 = quadratic",
+            transform=ax.transAxes, fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

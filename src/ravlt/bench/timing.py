@@ -1,0 +1,65 @@
+"""Clocks for the bench: seconds per step, peak memory of a step, and the machine's sgemm GFLOP/s."""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_step(step: Callable[[], None], device: torch.device, iters: int) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / iters
+
+
+def calibrate(step: Callable[[], None], device: torch.device, min_seconds: float) -> int:
+    """Warm up (two steps: kernel selection, allocator, lazy init) and choose how many steps one
+    timed repeat needs to last about ``min_seconds``."""
+    step()
+    once = seconds_per_step(step, device, 1)
+    return max(1, math.ceil(min_seconds / max(once, 1e-6)))
+
+
+def peak_memory_mib(step: Callable[[], None], device: torch.device) -> float:
+    """Peak of the memory one step allocates on top of what was live before it (weights, inputs,
+    optimizer state), in MiB. CUDA: the caching allocator's peak. CPU: the running sum of the
+    allocator's alloc/free events recorded by the profiler, which sees every tensor and every
+    scratch buffer a kernel takes from PyTorch's allocator (an N×N attention matrix would show)."""
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n×n fp32 matrix product (``torch.mm``): the machine's sgemm yardstick."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    step = lambda: torch.mm(a, b)  # noqa: E731
+    step()
+    seconds = statistics.median(seconds_per_step(step, device, 1) for _ in range(repeats))
+    return 2 * n**3 / seconds / 1e9
