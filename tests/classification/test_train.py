@@ -117,6 +117,11 @@ def test_eval_mode_reproduces_the_last_validation(digits_run, digits_dir, tmp_pa
     )  # fmt: skip
     for key in ("val/top1", "val/top5", "val/ema_top1", "val/ema_top5"):
         assert metrics[key] == pytest.approx(trained[key], abs=1e-6), key
+    with pytest.raises(ConfigError, match="attn_types=llvv"):  # same weights, other attention: refused
+        run_in_process(
+            tmp_path / "pure_linear", "experiment=digits_demo", f"dataset.root={digits_dir}", "task.mode=eval",
+            f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "model.attn_types=llll",
+        )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -193,7 +198,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path, d
     reference = train_py(*RESUME, f"hydra.run.dir={tmp_path / 'reference'}")
     finish(reference)
     expected = checkpoint_state(tmp_path / "reference" / "checkpoints" / "last.ckpt")
-    assert (expected["global_step"], expected["epoch"]) == (3 * 8, 3)
+    assert (expected["global_step"], expected["epoch"]) == (3 * 8, 2)  # saved after the third (0-based 2) epoch
 
     killed_dir = tmp_path / "killed"
     last = killed_dir / "checkpoints" / "last.ckpt"
@@ -250,3 +255,27 @@ def test_mode_and_checkpoint_mistakes_are_config_errors(tmp_path, data_env):
         run_in_process(tmp_path, "dataset=digits", f"ckpt_path={tmp_path / 'released.pth'}")
     with pytest.raises(ConfigError, match="detection dataset"):
         run_in_process(tmp_path, "dataset=shapes_coco")
+
+
+# --- W&B ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_wandb_offline_run_has_config_params_metrics_and_labelled_val_images(
+    tmp_path, make_image_folder, monkeypatch, capsys
+):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the config's own default must be offline
+    root = make_image_folder(tmp_path / "colours")
+    out = tmp_path / "run"
+    metrics = run_in_process(
+        out, "logger=wandb", "dataset=image_folder", f"dataset.root={root}", "dataset.image_size=32",
+        "task.batch_size=6", "task.max_epochs=1", "task.log_images=4", "task.log_every_n_steps=1",
+        "+task.trainer.limit_train_batches=2",
+    )  # fmt: skip
+    hint = [line for line in capsys.readouterr().out.splitlines() if "wandb sync" in line]
+    assert len(hint) == 1
+    run_dir = Path(hint[0].split("wandb sync", 1)[1].strip())
+    assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out)
+    config = (run_dir / "files" / "config.yaml").read_text()
+    assert "model/params" in config and "rand-m9-mstd0.5-inc1" in config
+    images = list((run_dir / "files" / "media" / "images" / "val").glob("examples_*.png"))
+    assert len(images) == 4  # one per validation image, each captioned true / predicted
+    assert metrics["model/params"] > 10e6 and (out / "metrics.csv").exists()

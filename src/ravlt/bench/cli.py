@@ -21,7 +21,7 @@ from ravlt.models.rope import RoPE2d
 from ravlt.tools.flops import count
 
 from .report import plot, table, targets, write_json
-from .timing import calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
+from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
 from .workloads import BASELINE, MODELS, applies, default_workloads, make_step, prepare_model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -32,9 +32,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ravlt.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
+    p.add_argument("--workloads", nargs="+", default=["eval", "train", "sweep"], choices=["eval", "train", "sweep"],
+                   help="eval: inference at 224² (batch 16 CPU, 128 CUDA); train: a training step, same batch; "
+                   "sweep: inference at 224²/512²/1024² (batch 1 CPU, 16 CUDA)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
     p.add_argument("--min-seconds", type=float, default=0.5, help="least duration of one timed repeat")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="wall: elapsed time; cpu: the thread's CPU time, immune to other jobs on a shared "
+                   "machine (needs --threads 1 on CPU)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=list(DTYPES), help="default: float32 on CPU, bfloat16 (autocast) on CUDA")
     p.add_argument("--fuse", action="store_true", help="fold RAVLT's BatchNorms for inference (RAVLT.fuse)")
@@ -77,11 +83,13 @@ def softmax_attention_memory(device: torch.device, dtype: torch.dtype) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.clock == "cpu" and (device.type != "cpu" or args.threads != 1):
+        raise SystemExit("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     specs = [MODELS[name] for name in args.models]
-    workloads = default_workloads(device, args.quick)
+    workloads = [w for w in default_workloads(device, args.quick) if w.group in args.workloads]
     load_before = os.getloadavg()
 
     models, steps = {}, {}
@@ -93,19 +101,19 @@ def run(args: argparse.Namespace) -> dict:
                     models[key] = prepare_model(spec, workload, device, fuse=args.fuse)
                 steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, args.compile)
     print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
-    iters = {key: calibrate(step, device, args.min_seconds) for key, step in steps.items()}
+    iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
 
     times = {key: [] for key in steps}
     sgemm = []
     labels = [spec.label for spec in specs]
     for round_ in range(args.repeats):
-        sgemm.append(sgemm_gflops(device, SGEMM_N))
+        sgemm.append(sgemm_gflops(device, SGEMM_N, clock=args.clock))
         order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
         for workload in workloads:
             for label in order:
                 if (label, workload.label) in steps:
                     key = (label, workload.label)
-                    times[key].append(seconds_per_step(steps[key], device, iters[key]))
+                    times[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
         print(f"round {round_ + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
 
     peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in steps.items()}
@@ -121,6 +129,8 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     for workload in workloads:
         base = times.get((BASELINE, workload.label))
+        # ratio: the median over rounds of the ratio within a round, whose two timings were taken close
+        # together, so that a slow drift in the machine's load cancels
         for spec in specs:
             key = (spec.label, workload.label)
             if key not in times:
@@ -134,20 +144,21 @@ def run(args: argparse.Namespace) -> dict:
                 dict(
                     model=spec.label,
                     workload=workload.label,
+                    group=workload.group,
                     mode=workload.mode,
                     batch=workload.batch,
                     size=workload.size,
                     seconds=times[key],
                     seconds_median=seconds,
                     img_per_s=workload.batch / seconds,
-                    ratio=statistics.median(base) / seconds if base else None,
+                    ratio=statistics.median(b / t for b, t in zip(base, times[key])) if base else None,
                     peak_mib=peaks.get(key),
                     gflop_per_img=2 * macs if macs is not None else None,
                     gflop_per_s=flops_per_s,
                     sgemm_fraction=flops_per_s / sgemm_median if flops_per_s is not None else None,
                 )
             )
-    sweep = [w for w in workloads if w.mode == "eval"][-1]
+    sweep_batch = next((w.batch for w in workloads if w.group == "sweep"), None)
     result = dict(
         meta=dict(
             device=device.type,
@@ -155,6 +166,7 @@ def run(args: argparse.Namespace) -> dict:
             threads=torch.get_num_threads() if device.type == "cpu" else None,
             dtype=str(dtype).removeprefix("torch."),
             compile=args.compile,
+            clock=args.clock,
             fuse=args.fuse,
             repeats=args.repeats,
             torch=torch.__version__,
@@ -162,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
             load_before=round(load_before[0], 1),
             load_after=round(os.getloadavg()[0], 1),
             sgemm_n=SGEMM_N,
-            sweep_batch=sweep.batch,
+            sweep_batch=sweep_batch,
             baseline=BASELINE,
         ),
         sgemm_gflops=sgemm_median,

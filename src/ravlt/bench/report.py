@@ -49,6 +49,11 @@ def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
     return checks
 
 
+def _machine(meta: dict) -> str:
+    threads = meta["threads"]
+    return meta["device_name"] + (f" ({threads} thread{'s' * (threads != 1)})" if threads else "")
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -56,9 +61,10 @@ def _fmt(value, spec: str) -> str:
 def table(result: dict) -> str:
     meta = result["meta"]
     lines = [
-        f"RAVLT bench: {meta['device_name']} ({meta['threads']} threads), {meta['dtype']}"
+        f"RAVLT bench: {_machine(meta)}, {meta['dtype']}"
         f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}, "
-        f"torch {meta['torch']}, timm {meta['timm']}; median of {meta['repeats']} interleaved repeats; "
+        f"torch {meta['torch']}, timm {meta['timm']}; {meta['clock']} clock, median of {meta['repeats']} "
+        f"interleaved rounds (ratios: median of per-round ratios); "
         f"load average {meta['load_before']} -> {meta['load_after']}",
         f"sgemm (torch.mm {meta['sgemm_n']}², fp32): {result['sgemm_gflops']:.0f} GFLOP/s",
         "",
@@ -83,17 +89,18 @@ def write_json(result: dict, path: Path) -> None:
 
 
 def plot(result: dict, path: Path) -> bool:
-    """Throughput against input side, log-log, for the batch-size sweep. Returns False if there is
+    """Throughput against input side, log-log, for the resolution sweep. Returns False if there is
     no sweep (fewer than two sizes) to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
 
     sweep_batch = result["meta"]["sweep_batch"]
     series: dict[str, list[tuple[int, float]]] = {}
     for r in result["rows"]:
-        if r["mode"] == "eval" and r["batch"] == sweep_batch:
+        if r["group"] == "sweep":
             series.setdefault(r["model"], []).append((r["size"], r["img_per_s"]))
     series = {m: sorted(p) for m, p in series.items() if len(p) >= 2}
     if not series:
@@ -109,12 +116,14 @@ def plot(result: dict, path: Path) -> bool:
     ax.set_yscale("log")
     sizes = sorted({s for p in series.values() for s, _ in p})
     ax.set_xticks(sizes, [f"{s}²" for s in sizes])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("input resolution")
     ax.set_ylabel(f"images / s (batch {sweep_batch})")
     meta = result["meta"]
-    ax.set_title(f"Inference throughput vs resolution ({meta['device_name']}, {meta['threads']} threads, {meta['dtype']})",
-                 fontsize=9)
+    ax.set_title(f"Inference throughput vs resolution ({_machine(meta)}, {meta['dtype']})", fontsize=9)
     ax.text(0.01, 0.01, "slope of the last segment: -2 = cost linear in pixels, -4 = quadratic",
             transform=ax.transAxes, fontsize=7)
     ax.grid(True, which="both", alpha=0.3)

@@ -15,20 +15,29 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_step(step: Callable[[], None], device: torch.device, iters: int) -> float:
+CLOCKS = {
+    "wall": time.perf_counter,
+    # CPU time of the calling thread: with one intra-op thread every kernel runs on it, so this is the
+    # work a step costs, blind to the time other processes hold the cores.
+    "cpu": time.thread_time,
+}
+
+
+def seconds_per_step(step: Callable[[], None], device: torch.device, iters: int, clock: str = "wall") -> float:
+    now = CLOCKS[clock]
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     for _ in range(iters):
         step()
     synchronize(device)
-    return (time.perf_counter() - start) / iters
+    return (now() - start) / iters
 
 
-def calibrate(step: Callable[[], None], device: torch.device, min_seconds: float) -> int:
+def calibrate(step: Callable[[], None], device: torch.device, min_seconds: float, clock: str = "wall") -> int:
     """Warm up (two steps: kernel selection, allocator, lazy init) and choose how many steps one
     timed repeat needs to last about ``min_seconds``."""
     step()
-    once = seconds_per_step(step, device, 1)
+    once = seconds_per_step(step, device, 1, clock)
     return max(1, math.ceil(min_seconds / max(once, 1e-6)))
 
 
@@ -56,10 +65,10 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device) -> float:
     return peak / 2**20
 
 
-def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+def sgemm_gflops(device: torch.device, n: int = 2048, repeats: int = 5, clock: str = "wall") -> float:
     """Median GFLOP/s of an n×n fp32 matrix product (``torch.mm``): the machine's sgemm yardstick."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     step = lambda: torch.mm(a, b)  # noqa: E731
     step()
-    seconds = statistics.median(seconds_per_step(step, device, 1) for _ in range(repeats))
+    seconds = statistics.median(seconds_per_step(step, device, 1, clock) for _ in range(repeats))
     return 2 * n**3 / seconds / 1e9

@@ -19,6 +19,7 @@ class Workload:
     mode: str  # "eval" (inference) or "train" (forward, backward, AdamW step)
     batch: int
     size: int
+    group: str  # "eval", "train" or "sweep" (the resolution sweep), for --workloads
 
     @property
     def label(self) -> str:
@@ -55,10 +56,12 @@ def default_workloads(device: torch.device, quick: bool = False) -> list[Workloa
     """The issue's workloads: CPU batch 16 at 224² (eval, train), batch 1 at 224²/512²/1024² (the
     resolution sweep); CUDA batch 128 at 224² and batch 16 for the sweep. ``quick``: tiny sizes for CI."""
     if quick:
-        return [Workload("eval", 2, 64), Workload("train", 2, 64), Workload("eval", 1, 64), Workload("eval", 1, 128)]
-    batch, sweep_batch = (128, 16) if device.type == "cuda" else (16, 1)
-    sweep = [Workload("eval", sweep_batch, s) for s in (224, 512, 1024)]
-    return [Workload("eval", batch, 224), Workload("train", batch, 224), *sweep]
+        batch, sweep_batch, size, sweep_sizes = 2, 1, 64, (64, 128)
+    else:
+        batch, sweep_batch, size, sweep_sizes = (128, 16, 224, (224, 512, 1024)) if device.type == "cuda" else (
+            16, 1, 224, (224, 512, 1024))
+    sweep = [Workload("eval", sweep_batch, s, "sweep") for s in sweep_sizes]
+    return [Workload("eval", batch, size, "eval"), Workload("train", batch, size, "train"), *sweep]
 
 
 def applies(spec: ModelSpec, workload: Workload) -> bool:

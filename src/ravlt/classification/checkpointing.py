@@ -81,6 +81,18 @@ def is_lightning_checkpoint(checkpoint: Mapping) -> bool:
     return "pytorch-lightning_version" in checkpoint and isinstance(checkpoint.get("state_dict"), Mapping)
 
 
+def trained_model(path: str | os.PathLike) -> dict | None:
+    """``{"model_name", "attn_types"}`` an ImageClassifier checkpoint was trained with; None for other files.
+
+    Softmax and RALA stages have the same parameters, so only the recorded configuration tells them apart.
+    """
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    hparams = checkpoint.get("hyper_parameters") if is_lightning_checkpoint(checkpoint) else None
+    if not hparams or "model_name" not in hparams:
+        return None
+    return {"model_name": hparams["model_name"], "attn_types": (hparams.get("model_kwargs") or {}).get("attn_types")}
+
+
 def checkpoint_weights(path: str | os.PathLike) -> tuple[dict, dict | None]:
     """The ``(model, EMA)`` state dicts in a checkpoint; EMA is None when the file has none.
 

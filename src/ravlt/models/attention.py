@@ -29,11 +29,6 @@ def merge_heads(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.transpose(-1, -2).reshape(shape)
 
 
-def _elu(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """ELU(t) as a fresh contiguous (B, heads, N, d) tensor: ELU is several times slower on strided views."""
-    return F.elu_(t.to(dtype, memory_format=torch.contiguous_format, copy=True))
-
-
 class _GatedAttention(nn.Module):
     """q/k/v/o projection, LePE, gate and output projection shared by both attention types."""
 
@@ -90,21 +85,26 @@ class RALA(_GatedAttention):
         with torch.autocast(device_type=q.device.type, enabled=False):
             dtype = torch.promote_types(q.dtype, torch.float32)
             table = rotation_table(sin, cos, dtype)
-            # φ(t) = ELU(t) + 1 is kept as ELU(t); every use below adds the 1 where it costs nothing.
-            e_q, e_k, v = _elu(q, dtype), _elu(k, dtype), v.to(dtype)
+            # ELU of q and k in one pass over one fresh contiguous (2, B, h, N, d) tensor (ELU is several
+            # times slower on strided views). φ(t) = ELU(t) + 1 is kept as ELU(t): every use below adds
+            # the 1 where it costs nothing.
+            qk = F.elu_(torch.stack((q, k)).to(dtype))
+            e_q, e_k = qk.unbind(0)
+            v = v.to(dtype)
             if self.use_alpha:
                 q_mean = e_q.mean(dim=-2, keepdim=True) + 1.0  # mean of φ(q), (B, h, 1, d)
                 # softmax_N(scale·q̄·φ(k_j)) = softmax_N(scale·q̄·ELU(k_j)): the q̄·1 term is constant in j
                 alpha = torch.softmax(e_k @ (self.scale * q_mean).transpose(-1, -2), dim=-2)  # (B, h, N, 1)
                 k_mean = alpha.transpose(-1, -2) @ e_k + 1.0  # mean of k̃ = Σ_j α_j φ(k_j), (B, h, 1, d)
                 # Σ_j RoPE(k̃_j)ᵀ v_j / N with k̃_j = N α_j φ(k_j): the N cancels, α moves onto v
-                kv = rotate(e_k, table, add_one=True).transpose(-1, -2) @ (alpha * v)
+                v = alpha * v
             else:
                 k_mean = e_k.mean(dim=-2, keepdim=True) + 1.0
-                kv = rotate(e_k, table, add_one=True).transpose(-1, -2) @ (v / q.shape[-2])
+                v = v / q.shape[-2]
             # z = 1 / (φ(q)·k̄ + 1e-6) with φ(q)·k̄ = ELU(q)·k̄ + Σ k̄
             denom = e_q @ k_mean.transpose(-1, -2) + (k_mean.sum(-1, keepdim=True) + 1e-6)  # (B, h, N, 1)
-            num = rotate(e_q, table, add_one=True) @ kv
+            rope_q, rope_k = rotate(qk, table, add_one=True).unbind(0)  # RoPE(φ(q)), RoPE(φ(k))
+            num = rope_q @ (rope_k.transpose(-1, -2) @ v)
             return num.div_(denom) if not num.requires_grad else num / denom
 
 

@@ -32,7 +32,7 @@ from ravlt.classification import (
     checkpoint_weights,
     finish_wandb,
 )
-from ravlt.classification.checkpointing import is_lightning_checkpoint
+from ravlt.classification.checkpointing import is_lightning_checkpoint, trained_model
 from ravlt.classification.data import batch_size_of
 from ravlt.models.checkpoint import match_state_dict
 
@@ -181,6 +181,21 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> L.Trainer:
     )
 
 
+def check_trained_model(path: str, model: DictConfig) -> None:
+    """Our checkpoints record their model: evaluating it as another one (e.g. softmax stages where it was
+    trained with RALA, which have the same weights) is refused rather than silently wrong."""
+    trained = trained_model(path)
+    if trained is None:
+        return
+    attn_types = OmegaConf.to_container(model.attn_types) if OmegaConf.is_config(model.attn_types) else model.attn_types
+    wanted = {"model_name": model.name, "attn_types": attn_types}
+    if trained != wanted:
+        raise ConfigError(
+            f"ckpt_path={path} was trained as model={trained['model_name']} model.attn_types={trained['attn_types']}, "
+            f"not model={model.name} model.attn_types={model.attn_types}; evaluate it with the same model settings"
+        )
+
+
 def check_resume_checkpoint(path: str) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path}: file not found")
@@ -225,6 +240,7 @@ def run(cfg: DictConfig) -> dict:
             load_weights(module, *checkpoint_weights(cfg.model.pretrained), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
+        check_trained_model(cfg.ckpt_path, cfg.model)
         model_sd, ema_sd = checkpoint_weights(cfg.ckpt_path)
         module = build_module(cfg, num_classes, ema=ema_sd is not None)
         load_weights(module, model_sd, ema_sd, for_eval=True)

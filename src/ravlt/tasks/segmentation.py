@@ -131,8 +131,9 @@ def build_config(cfg: DictConfig) -> Config:
 
 def as_fractions(metrics: dict[str, float]) -> dict[str, float | int]:
     """mmseg's percentages as fractions, pixel counts as integers; other entries unchanged."""
-    return {
-        k: v / 100.0 if k in PERCENT_METRICS else int(v) if k in COUNT_METRICS else v for k, v in metrics.items()
+    return {  # mmseg rounds percentages to 2 decimals: 4 decimals of a fraction, float32 noise dropped
+        k: round(v / 100.0, 6) if k in PERCENT_METRICS else int(v) if k in COUNT_METRICS else v
+        for k, v in metrics.items()
     }
 
 
