@@ -64,9 +64,10 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def softmax_attention_memory(device: torch.device, dtype: torch.dtype) -> dict:
-    """Peak memory of one softmax attention block of RAVLT-S stage 3 at 1024² input (64×64 tokens)."""
-    dim, heads, side = 320, 5, 64
+def softmax_attention_memory(device: torch.device, dtype: torch.dtype, side: int = 64) -> dict:
+    """Peak memory of one softmax attention block of RAVLT-S stage 3 (320 channels, 5 heads) on
+    side×side tokens: 64×64 at 1024² input."""
+    dim, heads = 320, 5
     attn = SoftmaxAttention(dim, heads).to(device).eval()
     sin, cos = (t.to(device) for t in RoPE2d(dim // heads)(side, side))
     x = torch.randn(1, dim, side, side, device=device).contiguous(memory_format=torch.channels_last)

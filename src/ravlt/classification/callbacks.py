@@ -70,7 +70,8 @@ class ValidationImageGrid(L.Callback):
         if not loggers:
             return
         classes = trainer.datamodule.classes
-        images = denormalize(batch["image"][: self.num_images].float()).cpu()
+        # W&B expects 0..255 pixel values
+        images = (denormalize(batch["image"][: self.num_images].float()) * 255).round().to(torch.uint8).cpu()
         targets = batch["target"][: self.num_images].tolist()
         preds = outputs["preds"][: self.num_images].tolist()
         captions = [

@@ -87,7 +87,10 @@ class ImageClassifier(L.LightningModule):
             self.criterion = nn.CrossEntropyLoss()
 
         ema = dict(ema or {})
-        self.model_ema = ModelEmaV3(self.model, use_warmup=bool(ema.get("warmup"))) if ema.get("enabled") else None
+        self.model_ema = None
+        if ema.get("enabled"):
+            self.model_ema = ModelEmaV3(self.model, use_warmup=bool(ema.get("warmup")))
+            self.model_ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
         if compile:
             self.model.compile()  # in place: the state-dict keys stay those of the plain model
         self.flops_per_batch: int | None = None  # read by Lightning's ThroughputMonitor
@@ -155,18 +158,16 @@ class ImageClassifier(L.LightningModule):
         if self.flops_per_batch is None and len(batch["image"]):
             self.flops_per_batch = self.train_flops_per_image(batch["image"][:1]) * len(batch["image"])
 
-    @torch.no_grad()
     def train_flops_per_image(self, image: torch.Tensor) -> int:
-        """Forward + backward FLOPs of one image (for the ThroughputMonitor's FLOP/s and MFU); counted in
-        eval mode, so BatchNorm statistics and the RNG stay untouched."""
+        """Training FLOPs of one image, 3x the counted forward (backward costs about twice the forward), for
+        the ThroughputMonitor's FLOP/s and MFU. Forward only (no backward: DDP would take the gradients for a
+        training step's) and in eval mode (BatchNorm statistics stay as they are)."""
         was_training = self.model.training
         self.model.eval()
-        with torch.enable_grad():
-            # .forward, not __call__: counts the plain model even when it is compiled
-            flops = measure_flops(self.model, lambda: self.model.forward(image), loss_fn=torch.Tensor.sum)
+        # .forward, not __call__: counts the plain model even when it is compiled
+        flops = measure_flops(self.model, lambda: self.model.forward(image))
         self.model.train(was_training)
-        self.model.zero_grad(set_to_none=True)
-        return flops
+        return 3 * flops
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
