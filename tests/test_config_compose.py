@@ -32,7 +32,7 @@ CLASSIFICATION_DATASETS = [d for d in options("dataset") if dataset_task(d) == "
 GROUPS = ["task", "model", "dataset", "hardware", "logger", "detector", "segmentor", "experiment"]
 
 
-# one string per case: an id such as "gpu" alone would read as the gpu marker to tests/conftest.py
+# ids such as "gpu" alone would read as the gpu marker to tests/conftest.py
 @pytest.mark.parametrize("choice", [f"{g}={o}" for g in GROUPS for o in options(g)])
 def test_every_option_of_every_group_composes(choice):
     group, option = choice.split("=")
@@ -52,7 +52,7 @@ def test_the_groups_the_tasks_share_exist():
     assert {"in1k_ravlt_t", "in1k_ravlt_s", "in1k_ravlt_b", "in1k_ravlt_l", "digits_demo"} <= set(options("experiment"))
 
 
-@pytest.mark.parametrize("hardware", options("hardware"))
+@pytest.mark.parametrize("hardware", options("hardware"), ids=lambda h: f"hardware={h}")
 def test_hardware_has_the_fields_every_task_reads(hardware):
     hw = compose_config(f"hardware={hardware}").hardware
     assert HARDWARE_FIELDS <= set(hw)

@@ -1,6 +1,6 @@
-# Runtime shared by the RAVLT segmentation configs: mmseg's default runtime plus our modules, SyncBN
-# under DDP, checkpoints kept by best mIoU, and validation pictures (image with its true and predicted
-# masks side by side) sent to every visualisation backend (local files; W&B when configured).
+# Runtime shared by the RAVLT segmentation configs: mmseg's default runtime plus our modules and SyncBN
+# under DDP. (mmseg keeps `default_hooks` in its schedules, so ours set checkpointing by best mIoU and
+# the validation pictures there.)
 _base_ = 'mmseg::_base_/default_runtime.py'
 
 custom_imports = dict(imports=['ravlt.mm', 'ravlt.mm.segmentation'], allow_failed_imports=False)

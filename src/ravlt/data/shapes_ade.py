@@ -78,7 +78,7 @@ def render_sample(rng: np.random.Generator, spec: ShapesADESpec) -> tuple[Image.
     for _ in range(rng.integers(1, spec.max_shapes + 1)):
         cls = int(rng.integers(1, len(CLASSES)))
         kind = CLASSES[cls]
-        r = rng.uniform(0.08, 0.22) * size
+        r = rng.uniform(0.10, 0.25) * size
         cx, cy = rng.uniform(r * 0.5, size - r * 0.5, 2)
         colour = _shape_colour(rng, kind)
         if kind == "disc":

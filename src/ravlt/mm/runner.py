@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ravlt.models import VARIANTS
 
@@ -98,7 +98,7 @@ def set_backbone(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
     backbone.arch = model_cfg.name
     backbone.drop_path_rate = model_cfg.get("drop_path_rate")
     attn_types = model_cfg.get("attn_types", "llvv")
-    backbone.attn_types = OmegaConf.to_container(attn_types) if isinstance(attn_types, DictConfig | list) else attn_types
+    backbone.attn_types = OmegaConf.to_container(attn_types) if isinstance(attn_types, ListConfig) else attn_types
     if model_cfg.get("pretrained"):
         checkpoint = resolve_path(model_cfg.pretrained)
         if not checkpoint.is_file():
@@ -211,17 +211,23 @@ def set_schedule(mm_cfg: Config, task: DictConfig) -> None:
         train_cfg.max_iters = int(task.max_iters)
     if task.get("val_interval"):
         train_cfg.val_interval = int(task.val_interval)
-    vis_interval = task.get("vis_interval")
-    if vis_interval is not None:
-        vis_hook = mm_cfg.get("default_hooks", {}).get("visualization")
-        if vis_hook is not None:
-            vis_hook.draw = int(vis_interval) > 0
-        image_hooks = [h for h in mm_cfg.get("custom_hooks", []) if str(h.get("type")).endswith("ImagesHook")]
-        if not vis_interval:
-            mm_cfg.custom_hooks = [h for h in mm_cfg.get("custom_hooks", []) if h not in image_hooks]
-        for hook in [vis_hook, *image_hooks] if vis_interval else []:
-            if hook is not None:
-                hook.interval = int(vis_interval)
+    if task.get("vis_interval") is not None:
+        set_drawing_interval(mm_cfg, int(task.vis_interval))
+
+
+def set_drawing_interval(mm_cfg: Config, interval: int) -> None:
+    """Draw the first image of every ``interval``-th validation batch (0: none) with the config's
+    visualization hook and with the custom hooks whose type ends in ``ImagesHook`` (our W&B ones)."""
+    vis_hook = mm_cfg.get("default_hooks", {}).get("visualization")
+    custom = mm_cfg.get("custom_hooks", [])
+    image_hooks = [h for h in custom if str(h.get("type")).endswith("ImagesHook")]
+    if vis_hook is not None:
+        vis_hook.draw = interval > 0
+    if interval <= 0:
+        mm_cfg.custom_hooks = [h for h in custom if h not in image_hooks]
+        return
+    for hook in filter(None, [vis_hook, *image_hooks]):
+        hook.interval = interval
 
 
 def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: str) -> None:

@@ -210,8 +210,10 @@ def quiet_lightning() -> None:
     """Under Hydra, whose handlers already print every record, drop Lightning's own console handlers
     (which would print each line twice) and the warning about the EMA copy being in eval mode."""
     if logging.getLogger().handlers:
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).handlers.clear()
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
