@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TASKS = ("classification", "detection", "segmentation")
-HARDWARE_FIELDS = {"accelerator", "devices", "num_nodes", "strategy", "precision", "sync_batchnorm", "num_workers"}
+HARDWARE_FIELDS = {"accelerator", "devices", "num_nodes", "strategy", "precision", "sync_batchnorm", "num_workers",
+                   "threads"}  # fmt: skip
 PRECISIONS = {"32-true", "32", "bf16-mixed", "16-mixed"}
 
 
@@ -112,6 +113,7 @@ def test_digits_demo_is_a_cpu_run_of_ravlt_t_on_digits():
     assert (cfg.task.name, cfg.model.name, cfg.dataset.name, cfg.hardware.accelerator) == (
         "classification", "ravlt_t", "digits", "cpu")  # fmt: skip
     assert cfg.task.augment.hflip == 0  # a mirrored digit is another glyph
+    assert cfg.hardware.threads == 1 and cfg.hardware.num_workers == 0
 
 
 def test_imagenet_root_comes_from_the_environment(monkeypatch):

@@ -49,9 +49,9 @@ val_dataloader = dict(
     dataset=dict(**dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# about 2 minutes on an idle 2-core CPU; mIoU passes 0.8 by the end (0.6 is the demo's bar)
-max_iters = 120
-train_cfg = dict(max_iters=max_iters, val_interval=60)
+# mIoU about 0.67 after 50 iterations and 0.86 after 100 (the demo's bar is 0.6); ~5 CPU-minutes
+max_iters = 100
+train_cfg = dict(max_iters=max_iters, val_interval=50)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),

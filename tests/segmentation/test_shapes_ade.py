@@ -42,3 +42,13 @@ def test_a_changed_spec_regenerates(tiny_spec, tmp_path):
     generate_shapes_ade(root, smaller)
     assert len(_files(root, "images", "training")) == 3 and len(_files(root, "annotations", "validation")) == 2
     assert Image.open(_files(root, "images", "validation")[0]).size == (64, 64)
+
+
+def test_a_copy_from_an_older_generator_is_redrawn(tiny_spec, tmp_path):
+    root = generate_shapes_ade(tmp_path / "d", tiny_spec)
+    done = data_dir(root) / "shapes_ade.json"
+    done.write_text(done.read_text().replace('"generator_version": ', '"generator_version": -'))
+    first = _files(root, "images", "training")[0]
+    first.write_bytes(b"stale")
+    generate_shapes_ade(root, tiny_spec)
+    assert first.read_bytes() != b"stale"

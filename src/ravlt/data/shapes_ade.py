@@ -29,6 +29,7 @@ HUE_CENTRES = {"disc": 0.0, "square": 1 / 3, "triangle": 2 / 3}  # red, green, b
 SPLITS = {"training": "train", "validation": "val"}
 OTHER = 0  # ADE20K's "other" label, ignored after reduce_zero_label
 _DONE_FILE = "shapes_ade.json"  # written last: its presence means the dataset is complete
+GENERATOR_VERSION = 2  # part of the done file: bump when the drawing changes, so old copies get redrawn
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,13 @@ def render_sample(rng: np.random.Generator, spec: ShapesADESpec) -> tuple[Image.
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), label
 
 
+def _stamp(spec: ShapesADESpec) -> dict:
+    return {**asdict(spec), "generator_version": GENERATOR_VERSION}
+
+
 def _is_complete(root: Path, spec: ShapesADESpec) -> bool:
     done = data_dir(root) / _DONE_FILE
-    return done.is_file() and json.loads(done.read_text()) == asdict(spec)
+    return done.is_file() and json.loads(done.read_text()) == _stamp(spec)
 
 
 def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(), overwrite: bool = False) -> Path:
@@ -126,7 +131,7 @@ def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(),
             img, lbl = render_sample(rng, spec)
             img.save(img_dir / f"ADE_{prefix}_{i:08d}.jpg", quality=95)
             lbl.save(ann_dir / f"ADE_{prefix}_{i:08d}.png")
-    (base / _DONE_FILE).write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    (base / _DONE_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
     return root
 
 

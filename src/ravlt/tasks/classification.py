@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 MODES = ("train", "eval")
 
 
+def plain(node) -> dict | list:
+    return OmegaConf.to_container(node, resolve=True)
+
+
 def dataset_root(dataset: DictConfig, splits: tuple[str, ...]) -> Path:
     """The dataset's root with its class-folder splits; generated first for ``generator: digits``."""
     name, env = dataset.name, dataset.get("root_env")
@@ -77,7 +81,7 @@ def build_datamodule(cfg: DictConfig, root: Path) -> ImageFolderDataModule:
         val_split=dataset.val_split,
         interpolation=task.interpolation,
         crop_pct=task.crop_pct,
-        augment=OmegaConf.to_container(task.augment, resolve=True),
+        augment=plain(task.augment),
         repeated_aug=task.repeated_aug,
         seed=cfg.seed,
         pin_memory=cfg.hardware.accelerator != "cpu",
@@ -97,22 +101,21 @@ def num_classes_of(cfg: DictConfig, datamodule: ImageFolderDataModule) -> int:
 
 def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifier:
     task, model = cfg.task, cfg.model
-    model_kwargs = OmegaConf.to_container(model, resolve=True)
+    model_kwargs = plain(model)
     for key in ("name", "pretrained"):
-        model_kwargs.pop(key)
+        model_kwargs.pop(key, None)
     if model_kwargs.get("drop_path_rate") is None:
         model_kwargs.pop("drop_path_rate", None)  # the variant's own rate
-    container = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     return ImageClassifier(
         model.name,
         num_classes,
         model_kwargs=model_kwargs,
         batch_size=task.batch_size,
-        optimizer=container(task.optimizer),
-        scheduler=container(task.scheduler),
-        mixup=container(task.mixup),
+        optimizer=plain(task.optimizer),
+        scheduler=plain(task.scheduler),
+        mixup=plain(task.mixup),
         label_smoothing=task.label_smoothing,
-        ema={**container(task.ema), "enabled": ema},
+        ema={**plain(task.ema), "enabled": ema},
         compile=task.compile,
     )
 
@@ -177,7 +180,7 @@ def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> L.Trainer:
         plugins=[AtomicCheckpointIO()],
         default_root_dir=cfg.output_dir,
         use_distributed_sampler=False,  # the DataModule shards (and repeats) itself
-        **OmegaConf.to_container(task.trainer, resolve=True),
+        **plain(task.trainer),
     )
 
 
@@ -187,7 +190,7 @@ def check_trained_model(path: str, model: DictConfig) -> None:
     trained = trained_model(path)
     if trained is None:
         return
-    attn_types = OmegaConf.to_container(model.attn_types) if OmegaConf.is_config(model.attn_types) else model.attn_types
+    attn_types = plain(model.attn_types) if OmegaConf.is_config(model.attn_types) else model.attn_types
     wanted = {"model_name": model.name, "attn_types": attn_types}
     if trained != wanted:
         raise ConfigError(
@@ -231,6 +234,8 @@ def run(cfg: DictConfig) -> dict:
         check_resume_checkpoint(cfg.ckpt_path)
 
     quiet_lightning()
+    if cfg.hardware.get("threads"):
+        torch.set_num_threads(cfg.hardware.threads)
     L.seed_everything(cfg.seed, workers=True)
     splits = (cfg.dataset.train_split, cfg.dataset.val_split) if training else (cfg.dataset.val_split,)
     datamodule = build_datamodule(cfg, dataset_root(cfg.dataset, splits))
@@ -252,7 +257,7 @@ def run(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg, loggers, callbacks)
     num_params = sum(p.numel() for p in module.model.parameters())
     for logger in loggers:
-        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), "model/params": num_params})
+        logger.log_hyperparams({"config": plain(cfg), "model/params": num_params})
 
     if training:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
