@@ -31,9 +31,19 @@ def run(cfg: DictConfig) -> float | None:
         )
     runner = importlib.import_module(f"ravlt.tasks.{name}")
     metrics = runner.run(cfg)
-    write_metrics(metrics, cfg.output_dir)
+    if is_global_zero():
+        write_metrics(metrics, cfg.output_dir)
     key = cfg.task.get("monitor")
     return metrics.get(key) if key else None
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of a distributed run, or a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
 
 
 def write_metrics(metrics: dict, output_dir: str | os.PathLike) -> Path:
