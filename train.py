@@ -9,9 +9,12 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ravlt.tasks import run
+    from ravlt.tasks import ConfigError, run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
