@@ -63,7 +63,9 @@ def test_every_cpu_combination_instantiates(roots, compose_run, tmp_path):
 
         module_key = key(cfg.model, cfg.task, num_classes)
         if module_key not in modules:
-            module = runner.build_module(cfg, num_classes, ema=cfg.task.ema.enabled)
+            module = runner.build_module(cfg, datamodule, ema=cfg.task.ema.enabled)
+            assert module.hparams.class_names == datamodule.classes
+            assert module.hparams.image_size == cfg.dataset.image_size
             assert module.model.embed_dims == VARIANTS[cfg.model.name].embed_dims
             assert module.model.head.out_channels == num_classes
             assert (module.model_ema is not None) == cfg.task.ema.enabled

@@ -91,6 +91,8 @@ def test_digits_training_learns_and_leaves_metrics_and_checkpoints(digits_run):
     assert raw.shape == ema.shape and not torch.equal(raw, ema)  # the EMA is its own set of weights
     assert checkpoint["global_step"] == steps and checkpoint["optimizer_states"][0]["state"]
     assert "RngStateCheckpoint" in checkpoint["callbacks"]
+    hparams = checkpoint["hyper_parameters"]  # what predict.py reads to name the classes and size the input
+    assert hparams["class_names"] == [str(d) for d in range(10)] and hparams["image_size"] == 32
 
 
 @pytest.mark.slow

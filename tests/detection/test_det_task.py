@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from ravlt.models import VARIANTS
+from ravlt.models import VARIANTS, CheckpointMismatchError
 from ravlt.tasks import ConfigError, detection
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,7 @@ def test_every_detector_and_model_composes_with_overrides(detector, model, compo
     steps = mm_cfg.param_scheduler[1]
     assert steps.end == 2 and steps.milestones == ([1, 2] if "1x" in detector else [2, 2])  # 8,11 of 12; 27,33 of 36
     assert mm_cfg.default_hooks.visualization.interval == 3 and mm_cfg.default_hooks.visualization.draw
+    assert [h.interval for h in mm_cfg.custom_hooks if h.type == "ravlt.WandbDetectionImagesHook"] == [3]
     assert mm_cfg.optim_wrapper.optimizer.lr == 3e-4
     assert mm_cfg.optim_wrapper.type == "OptimWrapper"  # fp32 on the CPU
     assert mm_cfg.randomness.seed == 7 and mm_cfg.launcher == "none"
@@ -113,6 +114,12 @@ def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_roo
     metrics = detection.run(cfg)
     assert COCO_METRIC_KEYS <= metrics.keys()
     assert all(-1.0 <= v <= 1.0 for v in metrics.values())
+
+    wrong = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_s",
+                        "detector=mask_rcnn_demo", "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu",
+                        "logger=csv")  # fmt: skip
+    with pytest.raises(CheckpointMismatchError, match="looks like ravlt_t"):
+        detection.run(wrong)
 
 
 @pytest.mark.slow

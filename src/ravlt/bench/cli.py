@@ -82,17 +82,8 @@ def softmax_attention_memory(device: torch.device, dtype: torch.dtype, side: int
     return dict(tokens=tokens, heads=heads, nxn_mib=heads * tokens**2 * 4 / 2**20, peak_mib=peak_memory_mib(step, device))
 
 
-def run(args: argparse.Namespace) -> dict:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if args.clock == "cpu" and (device.type != "cpu" or args.threads != 1):
-        raise SystemExit("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
-    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
-    specs = [MODELS[name] for name in args.models]
-    workloads = [w for w in default_workloads(device, args.quick) if w.group in args.workloads]
-    load_before = os.getloadavg()
-
+def build_steps(specs, workloads, device, dtype, args) -> dict:
+    """One step closure per (model, workload); workloads of one mode share a model instance."""
     models, steps = {}, {}
     for workload in workloads:
         for spec in specs:
@@ -101,46 +92,48 @@ def run(args: argparse.Namespace) -> dict:
                 if key not in models:
                     models[key] = prepare_model(spec, workload, device, fuse=args.fuse)
                 steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, args.compile)
+    return steps
+
+
+def time_interleaved(steps: dict, labels: list[str], workloads, device, args) -> tuple[dict, list[float]]:
+    """Seconds per step of every pair, one sample per round; each round also measures sgemm."""
     print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
-
     times = {key: [] for key in steps}
     sgemm = []
-    labels = [spec.label for spec in specs]
     for round_ in range(args.repeats):
         sgemm.append(sgemm_gflops(device, SGEMM_N, clock=args.clock))
         order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
         for workload in workloads:
-            for label in order:
-                if (label, workload.label) in steps:
-                    key = (label, workload.label)
+            for key in ((label, workload.label) for label in order):
+                if key in steps:
                     times[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
         print(f"round {round_ + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+    return times, sgemm
 
-    peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in steps.items()}
-    softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
+
+def count_gmacs(specs, workloads) -> dict:
+    """fvcore multiply-accumulates per image, per (model, input side)."""
     gmacs = {}
-    if not args.no_flops:
-        for spec in specs:
-            for size in sorted({w.size for w in workloads if applies(spec, w)}):
-                extra = {"img_size": size} if spec.sized else {}
-                gmacs[spec.label, size] = count(spec.timm_name, size, **spec.kwargs, **extra)[1]
+    for spec in specs:
+        for size in sorted({w.size for w in workloads if applies(spec, w)}):
+            extra = {"img_size": size} if spec.sized else {}
+            gmacs[spec.label, size] = count(spec.timm_name, size, **spec.kwargs, **extra)[1]
+    return gmacs
 
-    sgemm_median = statistics.median(sgemm)
+
+def make_rows(specs, workloads, times: dict, peaks: dict, gmacs: dict, sgemm: float) -> list[dict]:
     rows = []
     for workload in workloads:
         base = times.get((BASELINE, workload.label))
-        # ratio: the median over rounds of the ratio within a round, whose two timings were taken close
-        # together, so that a slow drift in the machine's load cancels
         for spec in specs:
             key = (spec.label, workload.label)
             if key not in times:
                 continue
             seconds = statistics.median(times[key])
             macs = gmacs.get((spec.label, workload.size))
-            flops_per_s = None
-            if macs is not None:  # a training step: forward + backward ≈ 3 forwards
-                flops_per_s = 2 * macs * (3 if workload.mode == "train" else 1) * workload.batch / seconds
+            # a training step (forward + backward) is counted as three forwards
+            flops_per_s = macs and 2 * macs * (3 if workload.mode == "train" else 1) * workload.batch / seconds
             rows.append(
                 dict(
                     model=spec.label,
@@ -152,14 +145,36 @@ def run(args: argparse.Namespace) -> dict:
                     seconds=times[key],
                     seconds_median=seconds,
                     img_per_s=workload.batch / seconds,
+                    img_per_s_best=workload.batch / min(times[key]),
+                    # the median over rounds of the ratio within a round, whose two timings were taken
+                    # close together, so that a slow drift in the machine's load cancels
                     ratio=statistics.median(b / t for b, t in zip(base, times[key])) if base else None,
                     peak_mib=peaks.get(key),
-                    gflop_per_img=2 * macs if macs is not None else None,
+                    gflop_per_img=macs and 2 * macs,
                     gflop_per_s=flops_per_s,
-                    sgemm_fraction=flops_per_s / sgemm_median if flops_per_s is not None else None,
+                    sgemm_fraction=flops_per_s and flops_per_s / sgemm,
                 )
             )
-    sweep_batch = next((w.batch for w in workloads if w.group == "sweep"), None)
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.clock == "cpu" and (device.type != "cpu" or args.threads != 1):
+        raise SystemExit("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    specs = [MODELS[name] for name in args.models]
+    workloads = [w for w in default_workloads(device, args.quick) if w.group in args.workloads]
+    load_before = os.getloadavg()
+
+    steps = build_steps(specs, workloads, device, dtype, args)
+    times, sgemm = time_interleaved(steps, [spec.label for spec in specs], workloads, device, args)
+    peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in steps.items()}
+    softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
+    gmacs = {} if args.no_flops else count_gmacs(specs, workloads)
+    rows = make_rows(specs, workloads, times, peaks, gmacs, statistics.median(sgemm))
     result = dict(
         meta=dict(
             device=device.type,
@@ -175,10 +190,10 @@ def run(args: argparse.Namespace) -> dict:
             load_before=round(load_before[0], 1),
             load_after=round(os.getloadavg()[0], 1),
             sgemm_n=SGEMM_N,
-            sweep_batch=sweep_batch,
+            sweep_batch=next((w.batch for w in workloads if w.group == "sweep"), None),
             baseline=BASELINE,
         ),
-        sgemm_gflops=sgemm_median,
+        sgemm_gflops=statistics.median(sgemm),
         sgemm_gflops_per_round=sgemm,
         rows=rows,
         softmax_attention_memory=softmax_memory,

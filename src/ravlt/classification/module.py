@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import timm
@@ -57,6 +57,8 @@ class ImageClassifier(L.LightningModule):
             ``decay ** (global batch / reference_batch)``; null reference: not scaled) and ``warmup``
             (timm's decay warm-up, for short schedules).
         compile: ``torch.compile`` the model.
+        class_names, image_size: the dataset's class names (index order) and training resolution; not
+            used in training, saved with the checkpoint's hyper-parameters for evaluation and prediction.
     """
 
     def __init__(
@@ -71,6 +73,8 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         ema: Mapping | None = None,
         compile: bool = False,
+        class_names: Sequence[str] | None = None,
+        image_size: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()

@@ -4,21 +4,21 @@ A task runner does three things::
 
     from ravlt.mm import runner as mm
 
-    mm_cfg = mm.load_config(path)           # an mmengine Config file (detection/configs/..., segmentation/...)
+    mm_cfg = mm.load_config(mm.sized_config_path(template, cfg.model.name))  # e.g. 'mask-rcnn_ravlt-{size}_...'
     ...                                     # task-specific: data roots, classes, evaluator files
     mm.apply_project_settings(mm_cfg, cfg)  # backbone, hardware, logger, seed, work dir, cfg_options
-    metrics = mm.run(mm_cfg, cfg)          # train or eval (cfg.task.mode, cfg.ckpt_path)
+    metrics = mm.run(mm_cfg, cfg)           # train or eval (cfg.task.mode, cfg.ckpt_path)
 
 What :func:`apply_project_settings` takes from the Hydra config:
 
 - ``model``: ``model.backbone`` arch / drop_path_rate / attn_types (the config must use
   ``ravlt.RAVLTBackbone``), ``init_cfg`` from ``model.pretrained``; the input widths of the neck
-  (``model.neck.in_channels``) follow the variant.
+  (``model.neck.in_channels``), or of the heads when there is no neck, follow the variant.
 - ``hardware``: ``accelerator`` (cpu runs hide CUDA), ``devices`` × ``num_nodes`` processes (DDP through
   mmengine; :func:`run` spawns one process per local device), ``precision`` (``16-mixed`` / ``bf16-mixed`` select
   ``AmpOptimWrapper``, anything else ``OptimWrapper``), ``num_workers`` for every dataloader.
 - ``task``: ``batch_size`` (images per device; null keeps the config's), ``max_epochs`` (epoch milestones of
-  the schedule scale along) / ``max_iters``,
+  the schedule scale along) / ``max_iters`` (schedulers that ended with training end with it again),
   ``val_interval``, ``vis_interval`` (the first image of every n-th validation batch is drawn; 0 draws
   none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval),
   ``cfg_options`` (a nested dict merged last, like ``tools/train.py --cfg-options``).
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+SIZES = ("t", "s", "b", "l")
 AMP_DTYPES = {"16-mixed": "float16", "16": "float16", "bf16-mixed": "bfloat16", "bf16": "bfloat16"}
 
 
@@ -78,6 +79,24 @@ def load_config(path: str | os.PathLike) -> Config:
         hint = f" Configs in {file.parent}: {', '.join(siblings)}" if siblings else ""
         raise ConfigError(f"mmengine config not found: {file}.{hint}")
     return Config.fromfile(str(file))
+
+
+def sized_config_path(template: str, model_name: str) -> Path:
+    """The config file for this model size: ``{size}`` in the template is the variant's letter (t/s/b/l).
+
+    Sizes without a file of their own (the paper has no RAVLT-T 3x detectors) start from the first
+    size that has one; :func:`set_backbone` then switches the backbone and neck widths to the model.
+    """
+    size = model_name.rsplit("_", 1)[-1]
+    path = resolve_path(template.format(size=size))
+    if path.is_file() or "{size}" not in template:
+        return path
+    for other in SIZES:
+        candidate = resolve_path(template.format(size=other))
+        if candidate.is_file():
+            log.info("no %s for %s: starting from %s with the backbone switched", path.name, model_name, candidate.name)
+            return candidate
+    raise ConfigError(f"no config matches {template} (looked for sizes {', '.join(SIZES)})")
 
 
 def feature_channels(arch: str, out_indices=(0, 1, 2, 3)) -> list[int]:
@@ -115,7 +134,26 @@ def set_backbone(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
     neck = mm_cfg.model.get("neck")
     if isinstance(neck, dict) and "in_channels" in neck:
         neck.in_channels = channels
+    elif not neck:  # heads that read the backbone directly (UperNet and its auxiliary FCN head)
+        for key in ("decode_head", "auxiliary_head"):
+            heads = mm_cfg.model.get(key)
+            for head in heads if isinstance(heads, list) else [heads] if heads else []:
+                index = head.get("in_index", -1)
+                head.in_channels = [channels[i] for i in index] if isinstance(index, (list, tuple)) else channels[index]
     return channels
+
+
+def set_num_classes(node, num_classes: int) -> None:
+    """Set every ``num_classes`` in a config subtree (box, mask, cascade-stage, decode and auxiliary heads)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "num_classes":
+                node[key] = num_classes
+            else:
+                set_num_classes(value, num_classes)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            set_num_classes(item, num_classes)
 
 
 def local_devices(hardware: DictConfig) -> int:
@@ -188,6 +226,20 @@ def scale_epoch_schedule(mm_cfg: Config, max_epochs: int) -> None:
             sched.milestones = [max(1, round(m * max_epochs / old)) for m in sched.milestones]
 
 
+def scale_iter_schedule(mm_cfg: Config, max_iters: int) -> None:
+    """Train for ``max_iters``: iteration schedulers that ended with training (poly decay) end with it
+    again; a warm-up longer than the run is cut to it."""
+    old = int(mm_cfg.train_cfg.max_iters)
+    mm_cfg.train_cfg.max_iters = max_iters
+    schedulers = mm_cfg.get("param_scheduler") or []
+    for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if sched.get("by_epoch", True):
+            continue
+        if sched.get("end") == old or sched.get("end", 0) > max_iters:
+            sched.end = max_iters
+        sched.begin = min(int(sched.get("begin", 0)), max_iters - 1)
+
+
 def _replace_norm_type(node, old: str, new: str) -> None:
     """Swap a norm layer type (e.g. the heads' SyncBN) everywhere in a model config."""
     if isinstance(node, dict):
@@ -208,7 +260,7 @@ def set_schedule(mm_cfg: Config, task: DictConfig) -> None:
     if task.get("max_epochs") and "max_epochs" in train_cfg:
         scale_epoch_schedule(mm_cfg, int(task.max_epochs))
     if task.get("max_iters") and "max_iters" in train_cfg:
-        train_cfg.max_iters = int(task.max_iters)
+        scale_iter_schedule(mm_cfg, int(task.max_iters))
     if task.get("val_interval"):
         train_cfg.val_interval = int(task.val_interval)
     if task.get("vis_interval") is not None:
@@ -322,10 +374,27 @@ def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None)
     if mode == "train":
         runner.train()
     else:
-        if checkpoint is not None:  # strict: a checkpoint that does not fit fails instead of half-loading
-            runner.load_checkpoint(str(checkpoint), map_location="cpu", strict=True)
+        if checkpoint is not None:
+            load_strictly(runner, checkpoint, mm_cfg.model.backbone.get("arch"))
         runner.test()
     return _floats(keeper.metrics)
+
+
+def load_strictly(runner, checkpoint: Path, arch: str | None) -> None:
+    """Load a detector / segmentor checkpoint into the Runner's model; a checkpoint that does not fit
+    fails with the variant it looks like, instead of half-loading with warnings."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from ravlt.models.checkpoint import CheckpointMismatchError, describe_variant, unwrap_state_dict
+
+    try:
+        runner.load_checkpoint(str(checkpoint), map_location="cpu", strict=True)
+    except RuntimeError as err:
+        found = describe_variant(unwrap_state_dict(_load_checkpoint(str(checkpoint), map_location="cpu")))
+        raise CheckpointMismatchError(
+            f"ckpt_path {checkpoint} does not fit this {arch} model: its backbone looks like {found}. Evaluate it "
+            f"with the model and detector / segmentor it was trained with (e.g. model={found}).\n{str(err)[:2000]}"
+        ) from err
 
 
 def _free_port() -> int:
@@ -337,6 +406,10 @@ def _free_port() -> int:
 def _spawned_worker(rank: int, nprocs: int, port: int, mm_cfg: Config, mode: str, ckpt_path, result_file) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    if mm_cfg.get("custom_imports"):  # Config.fromfile ran them in the parent process only
+        from mmengine.utils import import_modules_from_strings
+
+        import_modules_from_strings(**mm_cfg.custom_imports)
     if mm_cfg.env_cfg.dist_cfg.backend == "gloo":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))  # the processes share the cores
     metrics = run_local(mm_cfg, mode, ckpt_path)

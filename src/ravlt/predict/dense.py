@@ -42,13 +42,12 @@ def config_from_group(cfg: DictConfig, group: str) -> Config:
     """The ``detector`` / ``segmentor`` group's config with ``model``'s backbone (for checkpoints that do not
     carry a config, such as released ones)."""
     from ravlt.mm import runner as mm
-    from ravlt.tasks.detection import detector_config_path as sized_config_path
 
     if group not in cfg:
         raise PredictError(
             f"the checkpoint carries no config and {group}=... is not set; name the {group} it was trained with"
         )
-    mm_cfg = mm.load_config(sized_config_path(cfg[group].config, cfg.model.name))
+    mm_cfg = mm.load_config(mm.sized_config_path(cfg[group].config, cfg.model.name))
     mm_cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight
     mm.set_backbone(mm_cfg, OmegaConf.merge(cfg.model, {"pretrained": None}))
     return mm_cfg

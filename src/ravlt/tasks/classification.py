@@ -99,7 +99,7 @@ def num_classes_of(cfg: DictConfig, datamodule: ImageFolderDataModule) -> int:
     return found
 
 
-def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifier:
+def build_module(cfg: DictConfig, datamodule: ImageFolderDataModule, ema: bool) -> ImageClassifier:
     task, model = cfg.task, cfg.model
     model_kwargs = plain(model)
     for key in ("name", "pretrained"):
@@ -108,7 +108,7 @@ def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifie
         model_kwargs.pop("drop_path_rate", None)  # the variant's own rate
     return ImageClassifier(
         model.name,
-        num_classes,
+        num_classes_of(cfg, datamodule),
         model_kwargs=model_kwargs,
         batch_size=task.batch_size,
         optimizer=plain(task.optimizer),
@@ -117,6 +117,8 @@ def build_module(cfg: DictConfig, num_classes: int, ema: bool) -> ImageClassifie
         label_smoothing=task.label_smoothing,
         ema={**plain(task.ema), "enabled": ema},
         compile=task.compile,
+        class_names=list(datamodule.classes),
+        image_size=int(cfg.dataset.image_size),
     )
 
 
@@ -239,17 +241,16 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     splits = (cfg.dataset.train_split, cfg.dataset.val_split) if training else (cfg.dataset.val_split,)
     datamodule = build_datamodule(cfg, dataset_root(cfg.dataset, splits))
-    num_classes = num_classes_of(cfg, datamodule)
 
     if training:
-        module = build_module(cfg, num_classes, ema=bool(task.ema.enabled))
+        module = build_module(cfg, datamodule, ema=bool(task.ema.enabled))
         if cfg.model.pretrained and not cfg.ckpt_path:
             load_weights(module, *checkpoint_weights(cfg.model.pretrained), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
         check_trained_model(cfg.ckpt_path, cfg.model)
         model_sd, ema_sd = checkpoint_weights(cfg.ckpt_path)
-        module = build_module(cfg, num_classes, ema=ema_sd is not None)
+        module = build_module(cfg, datamodule, ema=ema_sd is not None)
         load_weights(module, model_sd, ema_sd, for_eval=True)
 
     loggers = build_loggers(cfg.logger, cfg.output_dir, cfg.run_name)

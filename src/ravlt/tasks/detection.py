@@ -21,28 +21,7 @@ from . import ConfigError
 
 log = logging.getLogger(__name__)
 
-SIZES = ("t", "s", "b", "l")
-DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 EVALUATORS = ("val_evaluator", "test_evaluator")
-
-
-def detector_config_path(template: str, model_name: str) -> Path:
-    """The detector's config for this model size (``{size}`` in the template is t/s/b/l).
-
-    Sizes the paper has no config for (RAVLT-T with the 3x detectors) start from the smallest size
-    that has one; the backbone and FPN widths are switched to the chosen model afterwards.
-    """
-    size = model_name.rsplit("_", 1)[-1]
-    path = mm.resolve_path(template.format(size=size))
-    if path.is_file() or "{size}" not in template:
-        return path
-    for other in SIZES:
-        candidate = mm.resolve_path(template.format(size=other))
-        if candidate.is_file():
-            log.info("no %s config for %s; starting from %s with the backbone switched", path.name, model_name,
-                     candidate.name)  # fmt: skip
-            return candidate
-    raise ConfigError(f"no detector config matches {template} (looked for sizes {', '.join(SIZES)})")
 
 
 def _require(path: Path, what: str, dataset: DictConfig) -> None:
@@ -69,24 +48,11 @@ def dataset_root(dataset: DictConfig, need_train: bool) -> Path:
     return root
 
 
-def set_num_classes(node, num_classes: int) -> None:
-    """Set every ``num_classes`` in a model config (box, mask and cascade-stage heads)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "num_classes":
-                node[key] = num_classes
-            else:
-                set_num_classes(value, num_classes)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            set_num_classes(item, num_classes)
-
-
 def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) -> None:
     """Point the dataloaders and COCO evaluators at the dataset (and its classes, when not COCO's)."""
     root = dataset_root(dataset, need_train)
     splits = {"train_dataloader": "train", "val_dataloader": "val", "test_dataloader": "val"}
-    for name in DATALOADERS:
+    for name in mm.DATALOADERS:
         ds = mm_cfg[name].dataset
         split = splits[name]
         ds.data_root = str(root)
@@ -98,12 +64,12 @@ def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) ->
     for name in EVALUATORS:
         mm_cfg[name].ann_file = str(root / dataset.val_ann)
     if dataset.get("classes"):
-        set_num_classes(mm_cfg.model, len(dataset.classes))
+        mm.set_num_classes(mm_cfg.model, len(dataset.classes))
 
 
 def build_config(cfg: DictConfig) -> Config:
     """The mmengine config of a detection run: the detector's file with data and project settings applied."""
-    mm_cfg = mm.load_config(detector_config_path(cfg.detector.config, cfg.model.name))
+    mm_cfg = mm.load_config(mm.sized_config_path(cfg.detector.config, cfg.model.name))
     set_dataset(mm_cfg, cfg.dataset, need_train=cfg.task.mode == "train")
     return mm.apply_project_settings(mm_cfg, cfg)
 

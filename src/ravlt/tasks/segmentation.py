@@ -19,12 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from ravlt.mm import runner as mm
 
 from . import ConfigError
-from .detection import detector_config_path as sized_config_path
-from .detection import set_num_classes
 
 ADE_DIR = "ADEChallengeData2016"
 SPLITS = {"train": "training", "val": "validation"}
-DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 PERCENT_METRICS = ("aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall")
 COUNT_METRICS = ("invalid_label_pixels",)
 SLIDE_STRIDE = 2 / 3  # sliding-window test: windows of the training crop, overlapping by a third
@@ -65,7 +62,7 @@ def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) ->
     """Point every dataloader at the dataset, with its mmseg class and its classes."""
     base = dataset_root(dataset, need_train)
     classes = tuple(dataset.classes) if dataset.get("classes") else None
-    for name in DATALOADERS:
+    for name in mm.DATALOADERS:
         ds = mm_cfg[name].dataset
         ds.type = dataset.get("type", "ADE20KDataset")
         ds.data_root = str(base)
@@ -77,21 +74,9 @@ def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) ->
         else:  # the dataset class's own classes (ADE20K's 150)
             ds.pop("metainfo", None)
     num_classes = len(classes) if classes else int(dataset.num_classes)
-    set_num_classes(mm_cfg.model, num_classes)
-    for name in DATALOADERS:  # ravlt.IgnoreInvalidLabels in the pipelines
-        set_num_classes(mm_cfg[name], num_classes)
-
-
-def set_head_inputs(mm_cfg: Config, channels: list[int]) -> None:
-    """Heads that read the backbone directly (UperNet, its auxiliary FCN) take the variant's widths."""
-    model = mm_cfg.model
-    if model.get("neck"):
-        return  # the heads read the neck, whose inputs set_backbone already switched
-    for key in ("decode_head", "auxiliary_head"):
-        heads = model.get(key)
-        for head in heads if isinstance(heads, list) else [heads] if heads else []:
-            index = head.get("in_index", -1)
-            head.in_channels = [channels[i] for i in index] if isinstance(index, (list, tuple)) else channels[index]
+    mm.set_num_classes(mm_cfg.model, num_classes)
+    for name in mm.DATALOADERS:  # ravlt.IgnoreInvalidLabels in the pipelines
+        mm.set_num_classes(mm_cfg[name], num_classes)
 
 
 def set_test_mode(mm_cfg: Config, mode: str | None) -> None:
@@ -106,26 +91,12 @@ def set_test_mode(mm_cfg: Config, mode: str | None) -> None:
         raise ConfigError(f"segmentor.test_mode must be 'whole' or 'slide', got {mode!r}")
 
 
-def rescale_schedule(mm_cfg: Config, new_iters: int) -> None:
-    """For a run of ``new_iters`` instead of the config's length: the schedulers that ended with
-    training (poly decay) end with it again; a warm-up longer than the run is cut to it."""
-    old_iters = int(mm_cfg.train_cfg.max_iters)
-    for scheduler in mm_cfg.get("param_scheduler") or []:
-        if scheduler.get("end") == old_iters or scheduler.get("end", 0) > new_iters:
-            scheduler.end = new_iters
-        scheduler.begin = min(int(scheduler.get("begin", 0)), new_iters - 1)
-
-
 def build_config(cfg: DictConfig) -> Config:
     """The mmengine config of a segmentation run: the segmentor's file with data and project settings
     (``task.cfg_options`` still come last)."""
-    mm_cfg = mm.load_config(sized_config_path(cfg.segmentor.config, cfg.model.name))
+    mm_cfg = mm.load_config(mm.sized_config_path(cfg.segmentor.config, cfg.model.name))
     set_dataset(mm_cfg, cfg.dataset, need_train=cfg.task.mode == "train")
-    out_indices = mm_cfg.model.backbone.get("out_indices", (0, 1, 2, 3))
-    set_head_inputs(mm_cfg, mm.feature_channels(cfg.model.name, out_indices))
     set_test_mode(mm_cfg, cfg.segmentor.get("test_mode"))
-    if cfg.task.get("max_iters"):
-        rescale_schedule(mm_cfg, int(cfg.task.max_iters))
     return mm.apply_project_settings(mm_cfg, cfg)
 
 
