@@ -41,6 +41,19 @@ def test_outputs_are_normalised_stage_features_at_strides_4_to_32(tiny_input):
         assert channel_mean.abs().max() < 1e-4  # freshly initialised LN: zero mean over channels
 
 
+def test_outputs_feed_mmcv_roi_align_as_their_values_say(tiny_input):
+    """mmcv's RoIAlign reads its input as contiguous NCHW; a channels-last feature map gives wrong RoI
+    features without any error (Mask R-CNN heads then never learn), so the backbone must hand out NCHW."""
+    from mmcv.ops import RoIAlign
+
+    feats = RAVLTBackbone("ravlt_t").eval()(tiny_input)
+    assert all(f.is_contiguous() for f in feats)
+    rois = torch.tensor([[0, 8.0, 4.0, 60.0, 40.0], [1, 0.0, 0.0, 95.0, 63.0]])
+    roi_align = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
+    reference = torch.ops.torchvision.roi_align(feats[0], rois, 0.25, 7, 7, 2, True)
+    torch.testing.assert_close(roi_align(feats[0], rois), reference)
+
+
 def test_out_indices_subset(tiny_input):
     backbone = RAVLTBackbone("ravlt_t", out_indices=(1, 3)).eval()
     feats = backbone(tiny_input)

@@ -111,4 +111,6 @@ class RAVLTBackbone(RAVLT, BaseModule):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats = self.forward_intermediates(x, indices=list(self.out_indices), stop_early=True, intermediates_only=True)
-        return tuple(self.extra_norms[str(i)](f) for i, f in zip(self.out_indices, feats))
+        # NCHW-contiguous out: the backbone runs channels-last, but mmcv's RoIAlign (CPU and CUDA) indexes
+        # its input as contiguous NCHW and silently reads garbage from a channels-last tensor.
+        return tuple(self.extra_norms[str(i)](f).contiguous() for i, f in zip(self.out_indices, feats))
