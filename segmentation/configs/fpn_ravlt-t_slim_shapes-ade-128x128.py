@@ -49,10 +49,10 @@ val_dataloader = dict(
     dataset=dict(**dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# Short enough for a shared 2-core CPU; mIoU ends near 0.8 (the demo's bar is 0.6). More iterations
-# keep improving it (task.max_iters=100: 0.86), the poly decay following.
-max_iters = 80
-train_cfg = dict(max_iters=max_iters, val_interval=40)
+# About 2.5 minutes on a 2-core CPU; mIoU 0.81 / 0.90 / 0.90 / 0.93 at iterations 100 / 200 / 300 / 400
+# (the demo's bar is 0.6). task.max_iters=N shortens it, the warm-up and poly decay following.
+max_iters = 400
+train_cfg = dict(max_iters=max_iters, val_interval=100)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
