@@ -19,6 +19,7 @@ import torch
 from ravlt.models import SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 from ravlt.tools.flops import count
+from ravlt.tools.malloc import keep_freed_memory
 
 from .report import plot, table, targets, write_json
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=list(DTYPES), help="default: float32 on CPU, bfloat16 (autocast) on CUDA")
     p.add_argument("--fuse", action="store_true", help="fold RAVLT's BatchNorms for inference (RAVLT.fuse)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="let glibc return freed memory to the OS (by default it is kept, for every model alike: "
+                   "see ravlt.tools.malloc)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (compile time not timed)")
     p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP counts")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
@@ -164,6 +168,7 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
+    kept_freed_memory = not args.system_malloc and keep_freed_memory()
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
     specs = [MODELS[name] for name in args.models]
     workloads = [w for w in default_workloads(device, args.quick) if w.group in args.workloads]
@@ -184,6 +189,7 @@ def run(args: argparse.Namespace) -> dict:
             compile=args.compile,
             clock=args.clock,
             fuse=args.fuse,
+            malloc="freed memory kept" if kept_freed_memory else "system default",
             repeats=args.repeats,
             torch=torch.__version__,
             timm=timm.__version__,

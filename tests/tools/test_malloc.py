@@ -1,0 +1,34 @@
+"""ravlt.tools.malloc: after keep_freed_memory(), memory a step frees is served again without page faults."""
+import platform
+import resource
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import resource, sys, torch
+from ravlt.tools.malloc import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def step():
+    x = [torch.ones(2**23) for _ in range(16)]  # 16 blocks of 32 MiB: mmap-sized for glibc
+    del x
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def faults(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_freed_memory_is_reused_without_page_faults():
+    pages = 3 * 16 * 32 * 2**20 // resource.getpagesize()
+    assert faults("system") > pages / 2  # each step faults its 512 MiB in again
+    assert faults("keep") < pages / 20
