@@ -136,3 +136,21 @@ def test_checkpoint_of_another_variant_does_not_load(tmp_path):
     _, other = build_detector("mask-rcnn_ravlt-s_fpn_1x_coco.py")
     with pytest.raises(RuntimeError, match="size mismatch|missing keys|unexpected key"):
         load_checkpoint(other, str(path), map_location="cpu", strict=True)
+
+
+@pytest.mark.slow
+def test_mmdet_own_train_script_runs_our_config_unchanged(tmp_path):
+    """mmdet's `tools/train.py` (shipped in the package under .mim) trains the demo config as it is: the
+    backbone comes in through the config's custom_imports, nothing is imported by hand."""
+    import subprocess
+    import sys
+
+    import mmdet
+    from ravlt.data.shapes_coco import generate_shapes_coco
+
+    train_script = Path(mmdet.__file__).parent / ".mim" / "tools" / "train.py"
+    generate_shapes_coco(tmp_path / "data" / "generated" / "shapes_coco", num_train=8, num_val=4, image_size=96)
+    subprocess.run([sys.executable, str(train_script), str(CONFIG_DIR / "mask-rcnn_ravlt-t_fpn-slim_shapes-coco.py"),
+                    "--work-dir", "work", "--cfg-options", "train_cfg.max_epochs=1", "train_cfg.val_interval=1"],
+                   cwd=tmp_path, check=True, timeout=600, capture_output=True)  # fmt: skip
+    assert (tmp_path / "work" / "epoch_1.pth").is_file()

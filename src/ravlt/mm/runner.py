@@ -46,6 +46,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ravlt.errors import ConfigError
 from ravlt.models import VARIANTS
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 SIZES = ("t", "s", "b", "l")
 AMP_DTYPES = {"16-mixed": "float16", "16": "float16", "bf16-mixed": "bfloat16", "bf16": "bfloat16"}
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run, with what to change."""
 
 
 def resolve_path(path: str | os.PathLike) -> Path:

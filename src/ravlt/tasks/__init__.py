@@ -9,13 +9,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ravlt.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 TASKS = ("classification", "detection", "segmentation")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run, with what to change."""
+__all__ = ["ConfigError", "TASKS", "run", "is_global_zero", "write_metrics"]
 
 
 def run(cfg: DictConfig) -> float | None:
