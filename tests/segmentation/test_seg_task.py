@@ -194,3 +194,13 @@ def test_demo_segmentor_learns_the_shapes(compose_run, tmp_path):
                       f"dataset.root={tmp_path / 'shapes_ade'}", "hardware=cpu", "hardware.num_workers=0",
                       "logger=none", "task.max_iters=100", "task.val_interval=100", "task.vis_interval=0")  # fmt: skip
     assert segmentation.run(cfg)["mIoU"] > 0.6
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_the_cpu(compose_run, shapes_ade_root, tiny_spec):
+    """hardware=cpu_ddp: the runner spawns two gloo processes; each must import the config's custom_imports
+    (ravlt.mm.segmentation's hook, transform and metric) itself, as Config.fromfile did in the parent."""
+    cfg = compose_run("task=segmentation", "model=ravlt_t", "segmentor=fpn_demo", *_shapes(shapes_ade_root, tiny_spec),
+                      "hardware=cpu_ddp", "logger=none", "task.max_iters=2", "task.val_interval=2",
+                      "task.batch_size=1")  # fmt: skip
+    assert METRIC_KEYS <= segmentation.run(cfg).keys()
