@@ -1,4 +1,5 @@
-"""ravlt.tools.malloc: after keep_freed_memory(), memory a step frees is served again without page faults."""
+"""ravlt.tools.malloc: after keep_freed_memory(), memory a step frees is served again without page faults, in
+the process and in the processes it starts."""
 import platform
 import resource
 import subprocess
@@ -22,8 +23,17 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+CHILD_OF_KEEPER = f"""
+import subprocess, sys
+from ravlt.tools.malloc import keep_freed_memory
+assert keep_freed_memory()
+subprocess.run([sys.executable, "-c", {SCRIPT!r}, "system"], check=True)
+"""
+
+
 def faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True)
+    code = CHILD_OF_KEEPER if mode == "child" else SCRIPT
+    out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
 
 
@@ -32,3 +42,4 @@ def test_freed_memory_is_reused_without_page_faults():
     pages = 3 * 16 * 32 * 2**20 // resource.getpagesize()
     assert faults("system") > pages / 2  # each step faults its 512 MiB in again
     assert faults("keep") < pages / 20
+    assert faults("child") < pages / 20  # a process started after keep_freed_memory() keeps its memory too

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import platform
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,16 @@ M_MMAP_MAX = -4
 NEVER_TRIM = -1  # glibc converts mallopt's int to size_t here: -1 is SIZE_MAX
 
 
+# the same settings for processes started from this one (DDP workers, dataloader workers under spawn)
+INHERITED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
+
+
 def keep_freed_memory() -> bool:
-    """Serve every allocation from the heap and never trim it; returns False where glibc is absent."""
+    """Serve every allocation from the heap and never trim it, in this process and the processes it
+    starts; returns False where glibc is absent."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
+    os.environ.update(INHERITED_ENV)
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     done = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
     if not done:
