@@ -1,5 +1,6 @@
 """ravlt.tools.malloc: after keep_freed_memory(), memory a step frees is served again without page faults, in
 the process and in the processes it starts."""
+import os
 import platform
 import resource
 import subprocess
@@ -33,7 +34,9 @@ subprocess.run([sys.executable, "-c", {SCRIPT!r}, "system"], check=True)
 
 def faults(mode: str) -> int:
     code = CHILD_OF_KEEPER if mode == "child" else SCRIPT
-    out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+    # glibc's defaults, even where an earlier in-process run (hardware=cpu) set MALLOC_* for its children
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.split()[-1])
 
 
