@@ -9,7 +9,6 @@ COCO-layout root (``annotations/instances_{train,val}2017.json``, ``train2017/``
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from mmengine.config import Config
@@ -18,8 +17,6 @@ from omegaconf import DictConfig
 from ravlt.mm import runner as mm
 
 from . import ConfigError
-
-log = logging.getLogger(__name__)
 
 EVALUATORS = ("val_evaluator", "test_evaluator")
 
