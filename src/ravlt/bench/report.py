@@ -63,7 +63,7 @@ def table(result: dict) -> str:
     lines = [
         f"RAVLT bench: {_machine(meta)}, {meta['dtype']}"
         f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}, "
-        f"torch {meta['torch']}, timm {meta['timm']}, malloc: {meta.get('malloc', 'system default')}; "
+        f"torch {meta['torch']}, timm {meta['timm']}, malloc: {meta['malloc']}; "
         f"{meta['clock']} clock, median of {meta['repeats']} "
         f"interleaved rounds (ratios: median of per-round ratios); "
         f"load average {meta['load_before']} -> {meta['load_after']}",

@@ -58,8 +58,8 @@ def default_workloads(device: torch.device, quick: bool = False) -> list[Workloa
     if quick:
         batch, sweep_batch, size, sweep_sizes = 2, 1, 64, (64, 128)
     else:
-        batch, sweep_batch, size, sweep_sizes = (128, 16, 224, (224, 512, 1024)) if device.type == "cuda" else (
-            16, 1, 224, (224, 512, 1024))
+        batch, sweep_batch = (128, 16) if device.type == "cuda" else (16, 1)
+        size, sweep_sizes = 224, (224, 512, 1024)
     sweep = [Workload("eval", sweep_batch, s, "sweep") for s in sweep_sizes]
     return [Workload("eval", batch, size, "eval"), Workload("train", batch, size, "train"), *sweep]
 
