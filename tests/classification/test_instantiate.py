@@ -53,7 +53,7 @@ def test_every_cpu_combination_instantiates(roots, compose_run, tmp_path):
         splits = (cfg.dataset.train_split, cfg.dataset.val_split)
         dm_key = key(cfg.dataset, cfg.task, cfg.hardware.num_workers)
         if dm_key not in datamodules:
-            datamodule = runner.build_datamodule(cfg, runner.dataset_root(cfg.dataset, splits))
+            datamodule = runner.build_datamodule(cfg, runner.checked_root(cfg.dataset, splits))
             datamodule.setup("fit")
             assert datamodule.image_size == cfg.dataset.image_size
             datamodules[dm_key] = datamodule
@@ -71,7 +71,7 @@ def test_every_cpu_combination_instantiates(roots, compose_run, tmp_path):
             assert (module.model_ema is not None) == cfg.task.ema.enabled
             modules[module_key] = module
 
-        loggers = runner.build_loggers(cfg.logger, tmp_path / "run", cfg.run_name)
+        loggers = runner.build_loggers(cfg)
         expected_logger = LOGGERS[cfg.logger.name]
         assert [type(lg) for lg in loggers][-1:] == ([expected_logger] if expected_logger else [])
         callbacks = runner.build_callbacks(cfg, bool(loggers))

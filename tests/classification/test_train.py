@@ -132,7 +132,7 @@ def test_eval_mode_reproduces_the_last_validation(digits_run, digits_dir, tmp_pa
 def test_eval_mode_reads_released_style_checkpoints_and_rejects_other_variants(digits_run, digits_dir, tmp_path):
     out, trained = digits_run
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    released = {  # spec §5: DeiT-style, weights under `model` and `model_ema`
+    released = {  # docs/method.md §7: DeiT-style, weights under `model` and `model_ema`
         "model": {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")},
         "model_ema": {k.removeprefix("model_ema.module."): v for k, v in state.items() if k.startswith("model_ema.")},
         "epoch": 1,

@@ -53,7 +53,7 @@ def test_config_builds_its_detector(name):
     assert [conv.conv.in_channels for conv in model.neck.lateral_convs] == list(dims[model.neck.start_level :])
     assert cfg.sync_bn == "torch"
     assert cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0.0
-    if "shapes" not in name:  # the paper's recipe (spec §7)
+    if "shapes" not in name:  # the paper's recipe (docs/method.md §8)
         assert cfg.optim_wrapper.type == "AmpOptimWrapper"
         assert cfg.optim_wrapper.optimizer.type == "AdamW" and cfg.optim_wrapper.optimizer.lr == 1e-4
         assert cfg.optim_wrapper.optimizer.weight_decay == (1e-4 if name.startswith("retinanet") else 0.05)
@@ -95,7 +95,7 @@ def test_loss_step_on_generated_shapes(name, shapes_root):
 
 
 def released_dense_backbone_keys(arch: str) -> set[str]:
-    """The spec §5 names of a detection backbone, written out from the variant table."""
+    """The docs/method.md §7 names of a detection backbone, written out from the variant table."""
     v = VARIANTS[arch]
     wb = ("weight", "bias")
     bn = (*wb, "running_mean", "running_var", "num_batches_tracked")
@@ -146,6 +146,7 @@ def test_mmdet_own_train_script_runs_our_config_unchanged(tmp_path):
     import sys
 
     import mmdet
+
     from ravlt.data.shapes_coco import generate_shapes_coco
 
     train_script = Path(mmdet.__file__).parent / ".mim" / "tools" / "train.py"

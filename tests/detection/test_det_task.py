@@ -98,11 +98,11 @@ def test_missing_coco_data_names_the_path_and_the_key(missing, compose_run, tmp_
 
 
 def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_root, tmp_path):
-    from ravlt.mm.runner import load_config
-
     # a detector checkpoint as mmengine saves one: load strictly, then evaluate
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.registry import init_default_scope
+
+    from ravlt.mm.settings import load_config
 
     config = load_config(PROJECT_ROOT / "detection/configs/mask-rcnn_ravlt-t_fpn-slim_shapes-coco.py")
     init_default_scope("mmdet")

@@ -76,7 +76,7 @@ def test_bn_statistics_update_by_default_and_norm_eval_freezes_them(tiny_input):
     bn = backbone.patch_embed.proj[1]
     before = bn.running_mean.clone()
     backbone(tiny_input)
-    assert not torch.equal(bn.running_mean, before), "default: BN statistics keep updating (spec §3)"
+    assert not torch.equal(bn.running_mean, before), "default: BN statistics keep updating (docs/method.md §6)"
 
     frozen = RAVLTBackbone("ravlt_t", norm_eval=True).train()
     bns = [m for m in frozen.modules() if isinstance(m, _BatchNorm)]

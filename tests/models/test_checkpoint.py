@@ -1,4 +1,4 @@
-"""Released-checkpoint layout (spec §5), strict round trips and clear errors for checkpoints that do not fit."""
+"""Released-checkpoint layout (docs/method.md §7), strict round trips and clear errors for checkpoints that do not fit."""
 import argparse
 
 import pytest

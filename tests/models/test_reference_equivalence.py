@@ -1,4 +1,4 @@
-"""RALA and softmax attention against a deliberately naive reference written from the spec (§2, §4).
+"""RALA and softmax attention against a deliberately naive reference written from docs/method.md §2 and §4.
 
 The reference shares no code with ``ravlt.models``: explicit per-token sums, its own RoPE angles,
 its own head split. Everything runs in float64.
@@ -13,7 +13,6 @@ from ravlt.models.attention import RALA, SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     previous = torch.get_default_dtype()
@@ -23,7 +22,7 @@ def _float64():
 
 
 def spec_theta(height, width, d):
-    """θ for every token (row-major), spec §4."""
+    """θ for every token (row-major), docs/method.md §4."""
     base = [1.0 / 10000 ** (i / (d // 4 - 1)) if d // 4 > 1 else 1.0 for i in range(d // 4)]
     angle = torch.tensor([a for a in base for _ in range(2)])
     rows = []

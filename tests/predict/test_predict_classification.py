@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 from timm.data import ImageNetInfo
 
+from ravlt.data.images import UnreadableImageError
+from ravlt.errors import ConfigError
 from ravlt.models import CheckpointMismatchError
-from ravlt.predict import PredictError, run
+from ravlt.predict import run
 from ravlt.predict.checkpoints import WrongTaskError
 from ravlt.predict.classification import preprocess
-from ravlt.predict.images import UnreadableImageError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,7 @@ def test_class_names_can_be_given(tmp_path, photo, compose_predict, digits_check
 
 
 def test_class_names_of_another_length_are_refused(photo, compose_predict, digits_checkpoint):
-    with pytest.raises(PredictError, match="3 class names but the checkpoint's head has 10 classes"):
+    with pytest.raises(ConfigError, match="3 class names but the checkpoint's head has 10 classes"):
         run(compose_predict(f"checkpoint={digits_checkpoint}", f"image={photo}", "class_names=[a,b,c]"))
 
 

@@ -1,4 +1,4 @@
-"""Every config in segmentation/configs builds its segmentor with the spec §7 recipe; RAVLT-T takes a loss
+"""Every config in segmentation/configs builds its segmentor with the docs/method.md §8 recipe; RAVLT-T takes a loss
 step on generated data; a segmentation checkpoint with the released key layout loads strictly."""
 import re
 from pathlib import Path
@@ -58,7 +58,7 @@ def test_config_builds_its_segmentor(name):
         assert model.decode_head.num_classes == len(CLASSES)
         assert cfg.train_dataloader.dataset.metainfo.classes == CLASSES
         return
-    # the paper's recipe (spec §7)
+    # the paper's recipe (docs/method.md §8)
     assert model.decode_head.num_classes == 150
     assert cfg.crop_size == (512, 512) and cfg.model.data_preprocessor.size == (512, 512)
     train = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
@@ -144,7 +144,7 @@ def test_released_segmentation_checkpoint_loads_strictly(tmp_path):
     state = source.state_dict()
     for key in ("backbone.patch_embed.proj.10.running_var", "backbone.layers.2.blocks.8.attn.qkvo.weight",
                 "backbone.layers.0.RoPE.angle", "backbone.extra_norms.3.norm.bias", "auxiliary_head.conv_seg.weight"):
-        assert key in state  # spec §5 layout
+        assert key in state  # docs/method.md §7 layout
     ckpt = tmp_path / "upernet_ravlt_s_ade20k.pth"
     torch.save({"meta": {"CLASSES": ["wall"] * 150}, "state_dict": state}, ckpt)
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from timm.data import create_transform
 
+from ravlt.data.images import IMAGE_SUFFIXES, read_image
 from ravlt.models.ravlt import IMAGENET_MEAN, IMAGENET_STD
-from ravlt.predict.images import IMAGE_SUFFIXES, read_image
 
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
 """Colour photographs shipped inside scikit-image (no download)."""

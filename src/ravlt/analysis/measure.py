@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .attentions import ATTENTIONS, block_type, kv_buffers, output_maps
 from .hooks import AttentionInput
 from .spectrum import effective_rank, numerical_rank, singular_values
-from .variants import VARIANTS, block_type, kv_buffers, output_maps
 
 QUANTITIES = ("kv", "output")
 STATS = ("rank", "effective_rank")
@@ -29,7 +29,7 @@ class BlockRanks:
     height: int
     width: int
     channels: int
-    values: dict = field(default_factory=lambda: {q: {v: {s: [] for s in STATS} for v in VARIANTS} for q in QUANTITIES})
+    values: dict = field(default_factory=lambda: {q: {v: {s: [] for s in STATS} for v in ATTENTIONS} for q in QUANTITIES})
 
     @property
     def tokens(self) -> int:

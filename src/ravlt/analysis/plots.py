@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .attentions import ATTENTION_LABELS, ATTENTIONS  # noqa: E402
 from .measure import BlockRanks  # noqa: E402
 from .report import BUILT_AS, max_ranks, stage_description  # noqa: E402
-from .variants import VARIANT_LABELS, VARIANTS  # noqa: E402
 
 COLOURS = {"rala": "tab:red", "plain": "tab:blue", "softmax": "tab:gray"}
 PANELS = (
@@ -25,12 +25,12 @@ PANELS = (
 
 def plot_stage(blocks: list[BlockRanks], rtol: float, path: str | os.PathLike) -> Path:
     x = np.arange(len(blocks))
-    width = 0.8 / len(VARIANTS)
+    width = 0.8 / len(ATTENTIONS)
     fig, axes = plt.subplots(2, 2, figsize=(max(8.0, 3 + 1.2 * len(blocks)), 6.5), sharex=True, constrained_layout=True)
     for ax, (quantity, stat, title) in zip(axes.flat, PANELS):
-        for k, variant in enumerate(VARIANTS):
+        for k, variant in enumerate(ATTENTIONS):
             values = [b.mean(quantity, variant, stat) / b.max_rank(quantity, variant) for b in blocks]
-            ax.bar(x + (k - 1) * width, values, width, color=COLOURS[variant], label=VARIANT_LABELS[variant])
+            ax.bar(x + (k - 1) * width, values, width, color=COLOURS[variant], label=ATTENTION_LABELS[variant])
         ax.set_title(title, fontsize=9)
         ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)

@@ -4,7 +4,7 @@
 
 Runs the model on images (scikit-image's bundled photographs by default, so it works offline), records
 every attention block's input and, on that same input, compares RALA as built, the same block with α and
-the output gate off (plain linear attention) and softmax attention (see :mod:`ravlt.analysis.variants`
+the output gate off (plain linear attention) and softmax attention (see :mod:`ravlt.analysis.attentions`
 for exactly which matrices are measured). Prints a table per stage, writes ``rank_stage{i}.png`` per
 stage and ``rank.json`` to ``--out``, optionally logs them to W&B, and ends with one line saying whether
 RALA's KV buffer out-ranks plain linear attention's in every RALA block.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ravlt.classification.checkpointing import checkpoint_weights
-from ravlt.models import VARIANTS as MODEL_VARIANTS
-from ravlt.models.checkpoint import CheckpointMismatchError, match_state_dict
+from ravlt.models import VARIANTS, CheckpointMismatchError, load_checkpoint
+from ravlt.tracking import wandb_mode
 
 from .hooks import record_attention_inputs
 from .images import SAMPLE_IMAGES, folder_images, sample_images, to_input
@@ -49,12 +47,7 @@ def build_model(
     kwargs = {"attn_types": attn_types} if attn_types else {}
     model = timm.create_model(name, with_head=False, **kwargs)
     if checkpoint:
-        weights, ema = checkpoint_weights(checkpoint)
-        if use_ema:
-            if ema is None:
-                raise CheckpointMismatchError(f"--ema: {checkpoint} holds no EMA weights")
-            weights = ema
-        model.load_state_dict(match_state_dict(weights, model), strict=False)  # completeness checked above
+        load_checkpoint(model, checkpoint, use_ema)
     return model.eval()
 
 
@@ -84,7 +77,7 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
         name=f"rank-{args.model}",
         job_type="rank-analysis",
         dir=str(args.out),
-        mode=os.environ.get("WANDB_MODE") or args.wandb_mode,
+        mode=wandb_mode(args.wandb_mode),
         config={k: v for k, v in data.items() if k not in ("blocks", "summary", "definitions")},
         settings=wandb.Settings(quiet=True),
     )
@@ -119,7 +112,7 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ravlt-rank", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="ravlt_t", choices=sorted(MODEL_VARIANTS), help="variant (default ravlt_t)")
+    p.add_argument("--model", default="ravlt_t", choices=sorted(VARIANTS), help="variant (default ravlt_t)")
     p.add_argument(
         "--checkpoint",
         help="classification (.ckpt / RAVLT_*.pth) or detection / segmentation checkpoint; "
@@ -137,7 +130,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wandb", action="store_true", help="log the table, plots and JSON to W&B")
     p.add_argument("--wandb-project", default="ravlt", help="W&B project (default ravlt)")
     p.add_argument(
-        "--wandb-mode", default="offline", choices=("offline", "online"), help="offline (default); WANDB_MODE wins"
+        "--wandb-mode", choices=("offline", "online"), help="offline (default); WANDB_MODE wins"
     )
     args = p.parse_args(argv)
     if args.rtol <= 0 or args.rtol >= 1:
@@ -174,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     comparison = kv_comparison(blocks)
     meta = {
         "model": args.model,
-        "attn_types": args.attn_types or "".join(MODEL_VARIANTS[args.model].attn_types),
+        "attn_types": args.attn_types or "".join(VARIANTS[args.model].attn_types),
         "checkpoint": args.checkpoint,
         "ema": args.ema,
         "random_init": random_init,

@@ -6,8 +6,8 @@ import os
 from itertools import groupby
 from pathlib import Path
 
+from .attentions import ATTENTIONS
 from .measure import QUANTITIES, STATS, BlockRanks
-from .variants import VARIANTS
 
 DEFINITIONS = {
     "rank": "numerical rank: singular values above rtol × the largest one",
@@ -52,8 +52,8 @@ def stage_table(blocks: list[BlockRanks], num_images: int, rtol: float) -> str:
     names = ["block", "built as", "KV RALA", "KV plain", "softmax map", "out RALA", "out plain", "out softmax"]
     rows = [
         [str(b.block), BUILT_AS[b.built_as]]
-        + [_cell(b, "kv", v) for v in VARIANTS]
-        + [_cell(b, "output", v) for v in VARIANTS]
+        + [_cell(b, "kv", v) for v in ATTENTIONS]
+        + [_cell(b, "output", v) for v in ATTENTIONS]
         for b in blocks
     ]
     widths = [max(len(c) for c in column) for column in zip(names, *rows)]
@@ -118,7 +118,7 @@ def to_json(blocks: list[BlockRanks], meta: dict, comparison: dict) -> dict:
                     **{f"mean_{s}": b.mean(q, v, s) for s in STATS},
                     **{f"per_image_{s}": b.values[q][v][s] for s in STATS},
                 }
-                for v in VARIANTS
+                for v in ATTENTIONS
             }
         out_blocks.append(entry)
     return {**meta, "definitions": DEFINITIONS, "summary": comparison, "blocks": out_blocks}

@@ -2,9 +2,9 @@
 paper's DeiT-style recipe (timm transforms, Mixup / CutMix, AdamW, cosine, EMA) and its callbacks."""
 
 from .callbacks import UnreadableImageReport, ValidationImageGrid
-from .checkpointing import AtomicCheckpointIO, RngStateCheckpoint, checkpoint_weights
+from .checkpointing import AtomicCheckpointIO, RngStateCheckpoint
 from .data import ImageFolderDataModule, SkippingImageFolder, Unreadable, collate_readable
-from .loggers import build_loggers, finish_wandb
+from .loggers import finish_wandb
 from .module import ImageClassifier
 
 __all__ = [
@@ -16,8 +16,6 @@ __all__ = [
     "Unreadable",
     "UnreadableImageReport",
     "ValidationImageGrid",
-    "build_loggers",
-    "checkpoint_weights",
     "collate_readable",
     "finish_wandb",
 ]

@@ -1,5 +1,5 @@
-"""Checkpoints of the classification runs: atomic writes, RNG state for exact resumption, and reading
-weights back from our Lightning checkpoints or the released DeiT-style files (spec §5)."""
+"""Checkpoints of the classification runs: atomic writes and the RNG state for exact resumption.
+(Reading weights back, from any checkpoint: :mod:`ravlt.models.checkpoint`.)"""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-from ravlt.models.checkpoint import EMA_KEYS, read_checkpoint, unwrap_state_dict
-
-MODEL_PREFIX = "model."  # ImageClassifier.model
-EMA_PREFIX = "model_ema.module."  # ImageClassifier.model_ema (timm ModelEmaV3)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -75,34 +70,3 @@ class RngStateCheckpoint(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         set_rng_states(state_dict)
-
-
-def is_lightning_checkpoint(checkpoint: Mapping) -> bool:
-    return "pytorch-lightning_version" in checkpoint and isinstance(checkpoint.get("state_dict"), Mapping)
-
-
-def trained_model(path: str | os.PathLike) -> dict | None:
-    """``{"model_name", "attn_types"}`` an ImageClassifier checkpoint was trained with; None for other files.
-
-    Softmax and RALA stages have the same parameters, so only the recorded configuration tells them apart.
-    """
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    hparams = checkpoint.get("hyper_parameters") if is_lightning_checkpoint(checkpoint) else None
-    if not hparams or "model_name" not in hparams:
-        return None
-    return {"model_name": hparams["model_name"], "attn_types": (hparams.get("model_kwargs") or {}).get("attn_types")}
-
-
-def checkpoint_weights(path: str | os.PathLike) -> tuple[dict, dict | None]:
-    """The ``(model, EMA)`` state dicts in a checkpoint; EMA is None when the file has none.
-
-    Reads our Lightning checkpoints (``model.*`` / ``model_ema.module.*`` in ``state_dict``) as well as
-    released and timm-style files (weights under ``model`` / ``model_ema``, or a bare state dict).
-    """
-    checkpoint = read_checkpoint(path)
-    if is_lightning_checkpoint(checkpoint):
-        has_ema = any(k.startswith(EMA_PREFIX) for k in checkpoint["state_dict"])
-        model = unwrap_state_dict(checkpoint, prefix=MODEL_PREFIX)
-        return model, unwrap_state_dict(checkpoint, prefix=EMA_PREFIX) if has_ema else None
-    has_ema = any(isinstance(checkpoint.get(k), Mapping) for k in EMA_KEYS)
-    return unwrap_state_dict(checkpoint), unwrap_state_dict(checkpoint, use_ema=True) if has_ema else None

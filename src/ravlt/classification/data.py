@@ -16,18 +16,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from PIL import Image
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
+from ravlt.data.images import DECODE_ERRORS
+
 from .transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
-
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
 
 @dataclass(frozen=True)
 class Unreadable:

@@ -135,6 +135,11 @@ def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(),
     return root
 
 
+def ensure_shapes_ade(root: str | Path, **spec) -> Path:
+    """:func:`generate_shapes_ade` with the :class:`ShapesADESpec` fields as keyword arguments."""
+    return generate_shapes_ade(root, ShapesADESpec(**spec))
+
+
 def main(argv: list[str] | None = None) -> None:
     defaults = ShapesADESpec()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

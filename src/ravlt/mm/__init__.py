@@ -2,8 +2,8 @@
 a W&B hook for interactive validation images.
 
 Configs load it with ``custom_imports=dict(imports=['ravlt.mm'], allow_failed_imports=False)`` and
-use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.runner` turns the project's Hydra config into an
-mmengine Runner (shared by the detection and segmentation tasks).
+use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.settings` applies the project's Hydra settings to
+an mmengine config and :mod:`ravlt.mm.runner` runs it (both shared by detection and segmentation).
 """
 from . import compat  # noqa: F401  (first: config scopes of the OpenMMLab fork)
 from .backbone import RAVLTBackbone

@@ -1,4 +1,4 @@
-"""RAVLT as a dense-prediction backbone for mmdet and mmseg (spec §3, "Dense-prediction backbone").
+"""RAVLT as a dense-prediction backbone for mmdet and mmseg (docs/method.md §6).
 
 It is :class:`ravlt.models.RAVLT` without the classification head plus one channel LayerNorm per
 output stage, so its state-dict keys are exactly the released detection / segmentation layout
@@ -33,7 +33,7 @@ class RAVLTBackbone(RAVLT, BaseModule):
             stages ``0..k-1`` with their downsampling (weights fixed, BatchNorm in eval mode).
         norm_eval: put every BatchNorm (``_BatchNorm``, so SyncBatchNorm too) in eval mode while
             training, freezing its running statistics. ``False`` by default: the released runs meant
-            to freeze but their check missed SyncBatchNorm, so statistics kept updating (spec §3) and
+            to freeze but their check missed SyncBatchNorm, so statistics kept updating (docs/method.md §6) and
             the published numbers come from that behaviour.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads a classification checkpoint
             (ours, or a released ``RAVLT_*.pth``; ``use_ema=True`` takes its EMA weights) or a

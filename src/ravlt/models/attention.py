@@ -1,9 +1,9 @@
-"""RALA (rank-augmented linear attention) and the softmax attention of RAVLT (spec §2).
+"""RALA (rank-augmented linear attention) and the softmax attention of RAVLT (docs/method.md §2).
 
 Both share the layout of the released models: one 1×1 conv producing q, k, v, o (in that order),
 a 5×5 depth-wise LePE on v, the output gate ``o`` and a 1×1 output projection.
 
-The code is written for speed and keeps the numbers of the plain formulas (``reference.py`` holds them
+The code is written for speed and keeps the numbers of the plain formulas (``tests/reference.py`` holds them
 and ``tests/perf`` compares the two): heads are strided views of the projection (no copies in a
 channels-last model), RoPE is one complex multiplication, RALA's ``+ 1`` of ELU(t) + 1 and its α are
 folded into reductions and products instead of extra passes over the tokens, and intermediates are

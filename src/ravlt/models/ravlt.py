@@ -1,9 +1,9 @@
-"""RAVLT: the Rank-Augmented Vision Linear Transformer (spec §3), with its timm registration.
+"""RAVLT: the Rank-Augmented Vision Linear Transformer (docs/method.md §5), with its timm registration.
 
-Module and parameter names reproduce the released checkpoints' key layout (spec §5), so a released
+Module and parameter names reproduce the released checkpoints' key layout (docs/method.md §7), so a released
 state dict loads with ``strict=True`` and no renaming.
 
-Speed (``reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
+Speed (``tests/reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
 the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, LayerNorm needs no
 permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
 is folded into the depth-wise kernel; LayerScale, DropPath and the residual add are one ``addcmul``;
@@ -413,9 +413,9 @@ class RAVLT(nn.Module):
 
 def checkpoint_filter_fn(state_dict: dict, model: RAVLT) -> dict:
     """Unwrap released / training checkpoints into this model's state-dict keys and check them."""
-    from .checkpoint import match_state_dict, unwrap_state_dict
+    from .checkpoint import checkpoint_weights, match_state_dict
 
-    return match_state_dict(unwrap_state_dict(state_dict), model, allow_new_head=True)
+    return match_state_dict(checkpoint_weights(state_dict), model, allow_new_head=True)
 
 
 def _cfg(file: str, **kwargs) -> dict:

@@ -1,4 +1,4 @@
-"""2-D rotary position embedding (RoPE) as released with RAVLT (spec §4).
+"""2-D rotary position embedding (RoPE) as released with RAVLT (docs/method.md §4).
 
 Two equivalent ways to apply it:
 

@@ -10,15 +10,13 @@ import importlib
 
 from omegaconf import DictConfig
 
+from ravlt.errors import ConfigError
+
 TASKS = ("classification", "detection", "segmentation")
-
-
-class PredictError(ValueError):
-    """A predict configuration that cannot run, with what to change."""
 
 
 def run(cfg: DictConfig) -> dict:
     name = cfg.task.name
     if name not in TASKS:
-        raise PredictError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return importlib.import_module(f"ravlt.predict.{name}").predict(cfg)

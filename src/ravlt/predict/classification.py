@@ -17,12 +17,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from timm.data import ImageNetInfo, create_transform, resolve_data_config
 from torch import nn
 
-from ravlt.classification.checkpointing import checkpoint_weights
-from ravlt.models.checkpoint import CheckpointMismatchError, match_state_dict
+from ravlt.data.images import read_image
+from ravlt.errors import ConfigError
+from ravlt.models.checkpoint import checkpoint_weights, load_weights, read_checkpoint
 
-from . import PredictError
-from .checkpoints import existing_file, load_checkpoint_file, require_task
-from .images import read_image
+from .checkpoints import existing_file, require_task
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +33,14 @@ def checkpoint_field(checkpoint: Mapping, key: str):
     return (checkpoint.get("hyper_parameters") or {}).get(key)
 
 
-def build_classifier(model_cfg: DictConfig, path: Path, use_ema: bool) -> nn.Module:
+def build_classifier(model_cfg: DictConfig, checkpoint: Mapping, use_ema: bool) -> nn.Module:
     """The timm model of ``model_cfg`` with the checkpoint's weights (its head decides the class count)."""
-    weights, ema = checkpoint_weights(path)
-    if use_ema:
-        if ema is None:
-            raise CheckpointMismatchError(f"use_ema=true but checkpoint={path} holds no EMA weights")
-        weights = ema
+    weights = checkpoint_weights(checkpoint, use_ema)
     num_classes = weights["head.weight"].shape[0]
     kwargs = {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
               if k not in ("name", "pretrained", "drop_path_rate")}  # fmt: skip
     model = timm.create_model(model_cfg.name, num_classes=num_classes, **kwargs)
-    model.load_state_dict(match_state_dict(weights, model), strict=False)  # completeness checked there
+    load_weights(model, weights)
     return model.eval()
 
 
@@ -58,7 +53,7 @@ def _names_from(source) -> list[str]:
     if path.is_dir():
         folder = path / "train" if (path / "train").is_dir() else path
         return sorted(p.name for p in folder.iterdir() if p.is_dir())
-    raise PredictError(f"class_names={source}: neither a list, a text file nor a class-folder dataset root")
+    raise ConfigError(f"class_names={source}: neither a list, a text file nor a class-folder dataset root")
 
 
 def class_names(override, checkpoint: Mapping, num_classes: int) -> list[str]:
@@ -73,7 +68,7 @@ def class_names(override, checkpoint: Mapping, num_classes: int) -> list[str]:
         log.warning("the checkpoint carries no class names: printing class indices (pass class_names=... to name them)")
         return [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
-        raise PredictError(
+        raise ConfigError(
             f"{source} gives {len(names)} class names but the checkpoint's head has {num_classes} classes"
         )
     return names
@@ -93,9 +88,9 @@ def top_k(probs: torch.Tensor, names: Sequence[str], k: int) -> list[dict]:
 def predict(cfg: DictConfig) -> dict:
     path = existing_file(cfg.checkpoint, "checkpoint")
     image = read_image(cfg.image)
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = read_checkpoint(path)
     require_task(checkpoint, "classification", path)
-    model = build_classifier(cfg.model, path, cfg.use_ema).to(cfg.device)
+    model = build_classifier(cfg.model, checkpoint, cfg.use_ema).to(cfg.device)
     names = class_names(cfg.class_names, checkpoint, model.num_classes)
     image_size = cfg.image_size or checkpoint_field(checkpoint, "image_size")
     with torch.no_grad():

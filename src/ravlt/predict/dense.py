@@ -8,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 from mmengine.config import Config
-from mmengine.runner.checkpoint import load_state_dict
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
 
-from ravlt.models.checkpoint import CheckpointMismatchError
-
-from . import PredictError
-from .checkpoints import mmengine_state_dict
+from ravlt.errors import ConfigError
+from ravlt.models.checkpoint import load_strictly, stored_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +38,15 @@ def config_from_checkpoint(checkpoint: Mapping) -> Config | None:
 def config_from_group(cfg: DictConfig, group: str) -> Config:
     """The ``detector`` / ``segmentor`` group's config with ``model``'s backbone (for checkpoints that do not
     carry a config, such as released ones)."""
-    from ravlt.mm import runner as mm
+    from ravlt.mm import settings as mm
 
     if group not in cfg:
-        raise PredictError(
+        raise ConfigError(
             f"the checkpoint carries no config and {group}=... is not set; name the {group} it was trained with"
         )
     mm_cfg = mm.load_config(mm.sized_config_path(cfg[group].config, cfg.model.name))
     mm_cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight
-    mm.set_backbone(mm_cfg, OmegaConf.merge(cfg.model, {"pretrained": None}))
+    mm.set_model(mm_cfg, OmegaConf.merge(cfg.model, {"pretrained": None}))
     return mm_cfg
 
 
@@ -63,15 +60,9 @@ def model_config(checkpoint: Mapping, cfg: DictConfig, group: str) -> Config:
     return config
 
 
-def load_weights(model: nn.Module, checkpoint: Mapping, path: Path, group: str) -> None:
+def load_weights(model: nn.Module, checkpoint: Mapping, path: Path) -> None:
     """Load every weight of the checkpoint into ``model`` or fail naming what does not fit."""
-    try:
-        load_state_dict(model, mmengine_state_dict(checkpoint), strict=True)
-    except RuntimeError as e:
-        raise CheckpointMismatchError(
-            f"checkpoint={path} does not fit the model built from its config:\n{e}\n"
-            f"If the checkpoint carries no config, pick the model=... and {group}=... it was trained with."
-        ) from e
+    load_strictly(model, stored_weights(checkpoint), f"checkpoint={path}")
 
 
 def dataset_meta(checkpoint: Mapping) -> dict:

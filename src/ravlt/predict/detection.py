@@ -11,9 +11,11 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.dataset import Compose
 from omegaconf import DictConfig
 
-from .checkpoints import existing_file, load_checkpoint_file, require_task
+from ravlt.data.images import read_image
+from ravlt.models.checkpoint import read_checkpoint
+
+from .checkpoints import existing_file, require_task
 from .dense import bgr_array, dataset_meta, load_weights, model_config, overlay_path
-from .images import read_image
 
 SHOWN = 10  # detections listed on the console
 
@@ -28,7 +30,7 @@ def inference_pipeline(config) -> Compose:
 def predict(cfg: DictConfig) -> dict:
     path = existing_file(cfg.checkpoint, "checkpoint")
     image = read_image(cfg.image)
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = read_checkpoint(path)
     require_task(checkpoint, "detection", path)
     config = model_config(checkpoint, cfg, "detector")
     with warnings.catch_warnings(record=True) as caught:  # init_detector resets the filters itself
@@ -36,7 +38,7 @@ def predict(cfg: DictConfig) -> dict:
     for w in caught:  # its "checkpoint is None" does not apply: the weights are loaded strictly below
         if "checkpoint is None" not in str(w.message):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    load_weights(model, checkpoint, path, "detector")
+    load_weights(model, checkpoint, path)
     model.dataset_meta = dataset_meta(checkpoint) or model.dataset_meta  # else mmdet's COCO classes
 
     result = inference_detector(model, bgr_array(image), test_pipeline=inference_pipeline(model.cfg))

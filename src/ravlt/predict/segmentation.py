@@ -8,9 +8,11 @@ from mmseg.utils import dataset_aliases, get_classes, get_palette
 from mmseg.visualization import SegLocalVisualizer
 from omegaconf import DictConfig
 
-from .checkpoints import existing_file, load_checkpoint_file, require_task
+from ravlt.data.images import read_image
+from ravlt.models.checkpoint import read_checkpoint
+
+from .checkpoints import existing_file, require_task
 from .dense import bgr_array, dataset_meta, load_weights, model_config, overlay_path
-from .images import read_image
 
 SHOWN = 8  # classes listed on the console
 
@@ -31,11 +33,11 @@ def classes_and_palette(meta: dict, num_classes: int) -> tuple[list[str], list]:
 def predict(cfg: DictConfig) -> dict:
     path = existing_file(cfg.checkpoint, "checkpoint")
     image = read_image(cfg.image)
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = read_checkpoint(path)
     require_task(checkpoint, "segmentation", path)
     config = model_config(checkpoint, cfg, "segmentor")
     model = init_model(config, None, device=cfg.device)
-    load_weights(model, checkpoint, path, "segmentor")
+    load_weights(model, checkpoint, path)
     classes, palette = classes_and_palette(dataset_meta(checkpoint), model.decode_head.num_classes)
     model.dataset_meta = {"classes": classes, "palette": palette}
 

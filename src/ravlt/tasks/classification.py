@@ -4,88 +4,60 @@
     python train.py experiment=in1k_ravlt_s                       # the paper's ImageNet-1k recipe, all local GPUs
     python train.py task.mode=eval model=ravlt_t dataset=imagenet ckpt_path=RAVLT_T.pth
 
-What each config group sets: ``model`` the timm model (``name``, ``drop_path_rate``, ``attn_types``,
-``pretrained`` weights to start from), ``dataset`` the class-folder root and resolution, ``task`` the
-recipe and the mode, ``hardware`` devices / strategy / precision / workers, ``logger`` where metrics go.
-``ckpt_path`` resumes a training run (``task.mode=train``) or names the checkpoint to evaluate.
+The DataModule, callbacks, loggers and Trainer are ``_target_`` nodes of the config (``task.datamodule``,
+``task.callbacks``, ``logger.lightning``, ``task.trainer``) built with ``hydra.utils.instantiate``; this
+module adds what needs logic: the dataset check, the LightningModule (its class count comes from the
+data), which weights to load, and resuming. ``ckpt_path`` resumes a training run (``task.mode=train``)
+or names the checkpoint to evaluate.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar, ThroughputMonitor
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from ravlt.classification import (
-    AtomicCheckpointIO,
-    ImageClassifier,
-    ImageFolderDataModule,
-    RngStateCheckpoint,
-    UnreadableImageReport,
-    ValidationImageGrid,
-    build_loggers,
+import ravlt.tracking  # noqa: F401  (the wandb_mode resolver of conf/logger/wandb.yaml)
+from ravlt.classification import ImageClassifier, ImageFolderDataModule, finish_wandb
+from ravlt.data.roots import dataset_root, require
+from ravlt.models.checkpoint import (
     checkpoint_weights,
-    finish_wandb,
+    has_ema,
+    is_lightning_checkpoint,
+    load_weights,
+    read_checkpoint,
+    recorded_model,
 )
-from ravlt.classification.checkpointing import is_lightning_checkpoint, trained_model
-from ravlt.classification.data import batch_size_of
-from ravlt.models.checkpoint import match_state_dict
 
 from . import ConfigError
 
 log = logging.getLogger(__name__)
 
 MODES = ("train", "eval")
+LAYOUT = "a folder with {splits} class folders"
 
 
 def plain(node) -> dict | list:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def dataset_root(dataset: DictConfig, splits: tuple[str, ...]) -> Path:
-    """The dataset's root with its class-folder splits; generated first for ``generator: digits``."""
-    name, env = dataset.name, dataset.get("root_env")
-    hint = f"dataset.root=/path/to/{name}" + (f" or export {env}=/path/to/{name}" if env else "")
-    if not dataset.get("root"):
-        raise ConfigError(
-            f"dataset={name} needs its data: set {hint} (a folder with {'/ and '.join(splits)}/ class folders). "
-            "No dataset at hand? dataset=digits trains on an offline one."
-        )
-    root = Path(dataset.root).expanduser()
-    if dataset.get("generator") == "digits":
-        from ravlt.data.digits import ensure_digits
-
-        ensure_digits(root)
-    for split in splits:
-        if not (root / split).is_dir():
-            raise ConfigError(
-                f"dataset={name}: {root / split} not found. Set {hint} (a folder with "
-                f"{'/ and '.join(splits)}/ class folders). No dataset at hand? dataset=digits trains on an offline one."
-            )
+def checked_root(dataset: DictConfig, splits: tuple[str, ...]) -> Path:
+    """The dataset's root with its class-folder splits (generated first for the offline dataset)."""
+    layout = LAYOUT.format(splits="/ and ".join(splits) + "/")
+    root = dataset_root(dataset, layout)
+    require(dataset, root, splits, layout)
     return root
 
 
 def build_datamodule(cfg: DictConfig, root: Path) -> ImageFolderDataModule:
-    task, dataset = cfg.task, cfg.dataset
-    return ImageFolderDataModule(
-        root,
-        image_size=dataset.image_size,
-        batch_size=task.batch_size,
-        num_workers=cfg.hardware.num_workers,
-        train_split=dataset.train_split,
-        val_split=dataset.val_split,
-        interpolation=task.interpolation,
-        crop_pct=task.crop_pct,
-        augment=plain(task.augment),
-        repeated_aug=task.repeated_aug,
-        seed=cfg.seed,
-        pin_memory=cfg.hardware.accelerator != "cpu",
-    )
+    return instantiate(cfg.task.datamodule, root=root)
 
 
 def num_classes_of(cfg: DictConfig, datamodule: ImageFolderDataModule) -> int:
@@ -101,9 +73,7 @@ def num_classes_of(cfg: DictConfig, datamodule: ImageFolderDataModule) -> int:
 
 def build_module(cfg: DictConfig, datamodule: ImageFolderDataModule, ema: bool) -> ImageClassifier:
     task, model = cfg.task, cfg.model
-    model_kwargs = plain(model)
-    for key in ("name", "pretrained"):
-        model_kwargs.pop(key, None)
+    model_kwargs = {k: v for k, v in plain(model).items() if k not in ("name", "pretrained")}
     if model_kwargs.get("drop_path_rate") is None:
         model_kwargs.pop("drop_path_rate", None)  # the variant's own rate
     return ImageClassifier(
@@ -122,79 +92,48 @@ def build_module(cfg: DictConfig, datamodule: ImageFolderDataModule, ema: bool) 
     )
 
 
-def load_weights(module: ImageClassifier, model_sd: dict, ema_sd: dict | None, for_eval: bool) -> None:
-    """Load checkpoint weights into the model and, when both exist, into the EMA.
+def load_checkpoint_weights(module: ImageClassifier, checkpoint: Mapping, for_eval: bool) -> None:
+    """The checkpoint's weights into the model and, when both exist, its EMA weights into the EMA.
 
     Evaluation loads strictly. Fine-tuning keeps a fresh head when the class count differs and starts
     the EMA from the loaded weights.
     """
-    module.model.load_state_dict(match_state_dict(model_sd, module.model, allow_new_head=not for_eval), strict=False)
+    load_weights(module.model, checkpoint_weights(checkpoint), allow_new_head=not for_eval)
     if module.model_ema is None:
         return
     if for_eval:
-        module.model_ema.module.load_state_dict(match_state_dict(ema_sd, module.model_ema.module), strict=False)
+        load_weights(module.model_ema.module, checkpoint_weights(checkpoint, use_ema=True))
     else:
         module.model_ema.set(module.model)
 
 
-def build_callbacks(cfg: DictConfig, has_loggers: bool) -> list[L.Callback]:
-    task = cfg.task
-    checkpoints = Path(cfg.output_dir) / "checkpoints"
-    callbacks: list[L.Callback] = [
-        # best by the monitored metric; then last.ckpt after every validation (Lightning's save_last only
-        # writes when the best one was written too)
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            filename="best-epoch{epoch:03d}",
-            monitor=task.monitor,
-            mode="max",
-            auto_insert_metric_name=False,
-        ),  # fmt: skip
-        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None),
-        RngStateCheckpoint(),
-        UnreadableImageReport(),
-        ThroughputMonitor(batch_size_fn=batch_size_of),
-        ValidationImageGrid(task.log_images),
-    ]
-    if has_loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    if task.progress_bar:
-        callbacks.append(RichProgressBar())
-    return callbacks
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(node) for node in (cfg.logger.get("lightning") or {}).values()]
 
 
-def build_trainer(cfg: DictConfig, loggers: list, callbacks: list) -> L.Trainer:
-    hw, task = cfg.hardware, cfg.task
-    return L.Trainer(
-        accelerator=hw.accelerator,
-        devices=hw.devices,
-        num_nodes=hw.num_nodes,
-        strategy=hw.strategy,
-        precision=hw.precision,
-        sync_batchnorm=hw.sync_batchnorm,
-        max_epochs=task.max_epochs,
-        accumulate_grad_batches=task.accumulate_grad_batches,
-        gradient_clip_val=task.clip_grad,
-        log_every_n_steps=task.log_every_n_steps,
-        enable_progress_bar=bool(task.progress_bar),
-        logger=loggers or False,
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        default_root_dir=cfg.output_dir,
-        use_distributed_sampler=False,  # the DataModule shards (and repeats) itself
-        **plain(task.trainer),
-    )
+def build_callbacks(cfg: DictConfig, has_loggers: bool) -> dict[str, L.Callback]:
+    """``task.callbacks`` by name, without those Lightning refuses here (the learning-rate monitor
+    without a logger, a progress bar when it is switched off)."""
+    callbacks = {name: instantiate(node) for name, node in cfg.task.callbacks.items() if node}
+    return {
+        name: cb for name, cb in callbacks.items()
+        if (has_loggers or not isinstance(cb, LearningRateMonitor))
+        and (cfg.task.progress_bar or not isinstance(cb, ProgressBar))
+    }  # fmt: skip
 
 
-def check_trained_model(path: str, model: DictConfig) -> None:
+def build_trainer(cfg: DictConfig, loggers: list, callbacks: dict[str, L.Callback]) -> L.Trainer:
+    return instantiate(cfg.task.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
+
+
+def check_recorded_model(checkpoint: Mapping, path: str, model: DictConfig) -> None:
     """Our checkpoints record their model: evaluating it as another one (e.g. softmax stages where it was
     trained with RALA, which have the same weights) is refused rather than silently wrong."""
-    trained = trained_model(path)
+    trained = recorded_model(checkpoint)
     if trained is None:
         return
     attn_types = plain(model.attn_types) if OmegaConf.is_config(model.attn_types) else model.attn_types
-    wanted = {"model_name": model.name, "attn_types": attn_types}
-    if trained != wanted:
+    if trained != {"model_name": model.name, "attn_types": attn_types}:
         raise ConfigError(
             f"ckpt_path={path} was trained as model={trained['model_name']} model.attn_types={trained['attn_types']}, "
             f"not model={model.name} model.attn_types={model.attn_types}; evaluate it with the same model settings"
@@ -204,7 +143,7 @@ def check_trained_model(path: str, model: DictConfig) -> None:
 def check_resume_checkpoint(path: str) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path}: file not found")
-    if not is_lightning_checkpoint(torch.load(path, map_location="cpu", mmap=True, weights_only=True)):
+    if not is_lightning_checkpoint(read_checkpoint(path)):
         raise ConfigError(
             f"ckpt_path={path} is not a training checkpoint of this project, so there is no run to resume. "
             "To start from its weights use model.pretrained=...; to evaluate it use task.mode=eval."
@@ -240,20 +179,20 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(cfg.hardware.threads)
     L.seed_everything(cfg.seed, workers=True)
     splits = (cfg.dataset.train_split, cfg.dataset.val_split) if training else (cfg.dataset.val_split,)
-    datamodule = build_datamodule(cfg, dataset_root(cfg.dataset, splits))
+    datamodule = build_datamodule(cfg, checked_root(cfg.dataset, splits))
 
     if training:
         module = build_module(cfg, datamodule, ema=bool(task.ema.enabled))
         if cfg.model.pretrained and not cfg.ckpt_path:
-            load_weights(module, *checkpoint_weights(cfg.model.pretrained), for_eval=False)
+            load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
-        check_trained_model(cfg.ckpt_path, cfg.model)
-        model_sd, ema_sd = checkpoint_weights(cfg.ckpt_path)
-        module = build_module(cfg, datamodule, ema=ema_sd is not None)
-        load_weights(module, model_sd, ema_sd, for_eval=True)
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        check_recorded_model(checkpoint, cfg.ckpt_path, cfg.model)
+        module = build_module(cfg, datamodule, ema=has_ema(checkpoint))
+        load_checkpoint_weights(module, checkpoint, for_eval=True)
 
-    loggers = build_loggers(cfg.logger, cfg.output_dir, cfg.run_name)
+    loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, bool(loggers))
     trainer = build_trainer(cfg, loggers, callbacks)
     num_params = sum(p.numel() for p in module.model.parameters())
@@ -263,16 +202,19 @@ def run(cfg: DictConfig) -> dict:
     if training:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        best, last = (cb for cb in callbacks if isinstance(cb, ModelCheckpoint))
-        if best.best_model_score is not None:  # none with fast_dev_run
+        best, last = callbacks.get("best_checkpoint"), callbacks.get("last_checkpoint")
+        if best is not None and best.best_model_score is not None:  # none with fast_dev_run
             metrics[f"{task.monitor}_best"] = float(best.best_model_score)
-            metrics.update({"checkpoint/best": best.best_model_path, "checkpoint/last": last.best_model_path})
+            metrics["checkpoint/best"] = best.best_model_path
+        if last is not None and last.best_model_path:
+            metrics["checkpoint/last"] = last.best_model_path
         metrics.update(epoch=trainer.current_epoch, global_step=trainer.global_step)
     else:
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule)[0].items()}
         metrics["checkpoint"] = str(cfg.ckpt_path)
     metrics["model/params"] = num_params
-    metrics["data/unreadable_images"] = len(next(cb for cb in callbacks if isinstance(cb, UnreadableImageReport)).paths)
+    if "unreadable_images" in callbacks:
+        metrics["data/unreadable_images"] = len(callbacks["unreadable_images"].paths)
 
     if trainer.is_global_zero:
         hint = finish_wandb(loggers)

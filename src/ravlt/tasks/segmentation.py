@@ -5,7 +5,9 @@
 
 The segmentor group names an mmseg config in ``segmentation/configs/``; the dataset group gives an
 ADE20K-layout root (``ADEChallengeData2016/{images,annotations}/{training,validation}``) and its
-classes; :mod:`ravlt.mm.runner` applies model, hardware, logger and task settings and runs mmengine.
+classes. :func:`build_config` reads top-down: the segmentor's config, then dataset, model (with the
+test mode), hardware, schedule, logger and run settings (:mod:`ravlt.mm.settings`); :func:`run` hands it
+to mmengine.
 Metrics come back as fractions (mmseg logs percentages) plus ``invalid_label_pixels``, the number of
 ground-truth pixels whose label was outside the class range and therefore ignored.
 """
@@ -14,53 +16,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmengine.config import Config
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ravlt.mm import runner as mm
+from ravlt.data.roots import dataset_root, require
+from ravlt.mm import runner
+from ravlt.mm import settings as mm
 
 from . import ConfigError
 
 ADE_DIR = "ADEChallengeData2016"
 SPLITS = {"train": "training", "val": "validation"}
+LAYOUT = f"the folder holding {ADE_DIR}/{{images,annotations}}/{{training,validation}}, or {ADE_DIR} itself"
 PERCENT_METRICS = ("aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall")
 COUNT_METRICS = ("invalid_label_pixels",)
 SLIDE_STRIDE = 2 / 3  # sliding-window test: windows of the training crop, overlapping by a third
 
 
-def _missing(dataset: DictConfig, what: str, path: Path) -> ConfigError:
-    env = dataset.get("root_env")
-    where = "dataset.root=/path/to/folder" + (f" (or the {env} environment variable)" if env else "")
-    return ConfigError(
-        f"{dataset.name}: {what} not found: {path}\n"
-        f"Set {where} to the folder holding {ADE_DIR}/images/{{training,validation}} and "
-        f"{ADE_DIR}/annotations/{{training,validation}} ({ADE_DIR} itself is accepted too)."
-    )
-
-
-def dataset_root(dataset: DictConfig, need_train: bool) -> Path:
-    """The ``ADEChallengeData2016`` folder of the dataset (generated first for shapes_ade), checked."""
-    if not dataset.get("root"):
-        raise _missing(dataset, "dataset root", Path("<unset>"))
-    root = mm.resolve_path(dataset.root)
-    if dataset.get("generator") == "shapes_ade":
-        from ravlt.data.shapes_ade import ShapesADESpec, generate_shapes_ade
-
-        generate_shapes_ade(root, ShapesADESpec(**OmegaConf.to_container(dataset.get("generator_args") or {})))
-    if not root.is_dir():
-        raise _missing(dataset, "dataset root", root)
+def checked_root(dataset: DictConfig, need_train: bool) -> Path:
+    """The ``ADEChallengeData2016`` folder of the dataset (generated first for the offline dataset; the
+    root may be that folder itself), checked for images and annotations of each split."""
+    root = dataset_root(dataset, LAYOUT)
     base = root / ADE_DIR if (root / ADE_DIR).is_dir() else root
-    for split in ("train", "val") if need_train else ("val",):
-        images, labels = base / "images" / SPLITS[split], base / "annotations" / SPLITS[split]
-        if not images.is_dir() or not any(images.glob("*.jpg")):
-            raise _missing(dataset, f"{split} images (*.jpg)", images)
-        if not labels.is_dir() or not any(labels.glob("*.png")):
-            raise _missing(dataset, f"{split} annotations (*.png)", labels)
+    splits = [SPLITS[s] for s in (("train", "val") if need_train else ("val",))]
+    require(dataset, base, [p for s in splits for p in (f"images/{s}/*.jpg", f"annotations/{s}/*.png")], LAYOUT)
     return base
 
 
-def set_dataset(mm_cfg: Config, dataset: DictConfig, need_train: bool = True) -> None:
+def set_dataset(mm_cfg: Config, dataset: DictConfig, base: Path) -> None:
     """Point every dataloader at the dataset, with its mmseg class and its classes."""
-    base = dataset_root(dataset, need_train)
     classes = tuple(dataset.classes) if dataset.get("classes") else None
     for name in mm.DATALOADERS:
         ds = mm_cfg[name].dataset
@@ -92,12 +75,16 @@ def set_test_mode(mm_cfg: Config, mode: str | None) -> None:
 
 
 def build_config(cfg: DictConfig) -> Config:
-    """The mmengine config of a segmentation run: the segmentor's file with data and project settings
-    (``task.cfg_options`` still come last)."""
+    """The mmengine config of a segmentation run."""
     mm_cfg = mm.load_config(mm.sized_config_path(cfg.segmentor.config, cfg.model.name))
-    set_dataset(mm_cfg, cfg.dataset, need_train=cfg.task.mode == "train")
+    set_dataset(mm_cfg, cfg.dataset, checked_root(cfg.dataset, need_train=cfg.task.mode == "train"))
+    mm.set_model(mm_cfg, cfg.model)
     set_test_mode(mm_cfg, cfg.segmentor.get("test_mode"))
-    return mm.apply_project_settings(mm_cfg, cfg)
+    mm.set_hardware(mm_cfg, cfg.hardware)
+    mm.set_schedule(mm_cfg, cfg.task)
+    mm.set_logger(mm_cfg, cfg.logger, cfg.run_name, cfg.output_dir)
+    mm.set_run(mm_cfg, cfg.seed, cfg.output_dir, cfg.run_name, cfg.task.get("cfg_options"))
+    return mm_cfg
 
 
 def as_fractions(metrics: dict[str, float]) -> dict[str, float | int]:
@@ -110,4 +97,7 @@ def as_fractions(metrics: dict[str, float]) -> dict[str, float | int]:
 
 def run(cfg: DictConfig) -> dict:
     """Train (``task.mode=train``) or evaluate ``ckpt_path`` (``task.mode=eval``); mIoU, mAcc, aAcc out."""
-    return as_fractions(mm.run(build_config(cfg), cfg))
+    metrics = runner.run(
+        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware)
+    )
+    return as_fractions(metrics)

@@ -13,7 +13,7 @@ from fvcore.nn import FlopCountAnalysis
 import ravlt  # noqa: F401
 from ravlt.models import VARIANTS
 
-# The authors' figures (spec §3), for the side-by-side column.
+# The authors' figures (docs/method.md §5), for the side-by-side column.
 PUBLISHED = {"ravlt_t": (15, 2.4), "ravlt_s": (26, 4.6), "ravlt_b": (48, 9.9), "ravlt_l": (95, 16.0)}
 
 

@@ -1,4 +1,4 @@
-# COCO instance segmentation with the 3x multi-scale training pipeline of spec §7: short side
+# COCO instance segmentation with the 3x multi-scale training pipeline of docs/method.md §8: short side
 # 480-800 (max 1333), or the DETR-style branch (resize to 400-600, random crop 384-600, resize again).
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 

@@ -13,7 +13,7 @@ model = dict(
         drop_path_rate=None,  # the variant's rate (T 0.1, S 0.15, B 0.4, L 0.55)
         attn_types='llvv',
         frozen_stages=-1,
-        norm_eval=False),  # BN statistics keep updating, as in the released runs (spec §3)
+        norm_eval=False),  # BN statistics keep updating, as in the released runs (docs/method.md §6)
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=256, num_outs=4),
     decode_head=dict(channels=128, dropout_ratio=0.1, num_classes=150, norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))

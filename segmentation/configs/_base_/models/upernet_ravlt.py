@@ -13,7 +13,7 @@ model = dict(
         drop_path_rate=None,  # the variant's rate (S 0.15, B 0.4, L 0.55)
         attn_types='llvv',
         frozen_stages=-1,
-        norm_eval=False),  # BN statistics keep updating, as in the released runs (spec §3)
+        norm_eval=False),  # BN statistics keep updating, as in the released runs (docs/method.md §6)
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=320, in_index=2, num_classes=150, norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))

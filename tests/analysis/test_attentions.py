@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ravlt.analysis.spectrum import effective_rank, numerical_rank, singular_values
-from ravlt.analysis.variants import (
+from ravlt.analysis.attentions import (
     kv_buffers,
     linear_kv_buffer,
     project_qkv,
@@ -12,6 +11,7 @@ from ravlt.analysis.variants import (
     token_weights,
     variant_module,
 )
+from ravlt.analysis.spectrum import effective_rank, numerical_rank, singular_values
 from ravlt.models import RALA, RoPE2d, SoftmaxAttention, apply_rope
 
 DIM, HEADS, H, W = 32, 2, 5, 6

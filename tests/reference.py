@@ -1,4 +1,4 @@
-"""The plain RAVLT forward pass: the spec's formulas (§2–§4) written out directly, NCHW, no fusions.
+"""The plain RAVLT forward pass: the formulas of docs/method.md §2–§4 written out directly, NCHW, no fusions.
 
 The yardstick for the fast model in ``ravlt.py`` / ``attention.py``: it reads the weights of a
 :class:`~ravlt.models.RAVLT` (whatever state dict was loaded into it) and computes the same outputs the
@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import RALA, SoftmaxAttention, split_heads
-from .ravlt import RAVLT, RAVLTBlock
-from .rope import apply_rope
+from ravlt.models.attention import RALA, SoftmaxAttention, split_heads
+from ravlt.models.ravlt import RAVLT, RAVLTBlock
+from ravlt.models.rope import apply_rope
 
 
 def rala_mix(attn: RALA, q, k, v, sin, cos) -> torch.Tensor:

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravlt.models import RALA, SoftmaxAttention, apply_rope
+from ravlt.models.attention import split_heads
 
-VARIANTS = ("rala", "plain", "softmax")
-VARIANT_LABELS = {"rala": "RALA", "plain": "plain linear", "softmax": "softmax"}
+ATTENTIONS = ("rala", "plain", "softmax")
+ATTENTION_LABELS = {"rala": "RALA", "plain": "plain linear", "softmax": "softmax"}
 
 
 def block_type(attn: nn.Module) -> str:
@@ -48,16 +49,10 @@ def variant_module(attn: nn.Module, variant: str) -> nn.Module:
         full = variant == "rala"
         module = RALA(dim, attn.num_heads, use_alpha=full, use_gate=full)
     else:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        raise ValueError(f"unknown variant {variant!r}; choose one of {ATTENTIONS}")
     weight = attn.qkvo.weight
     module.to(device=weight.device, dtype=weight.dtype).load_state_dict(attn.state_dict())
     return module.eval()
-
-
-def split_heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, heads, N, d), heads taking consecutive channel groups."""
-    b, c, h, w = t.shape
-    return t.reshape(b, num_heads, c // num_heads, h * w).transpose(-1, -2)
 
 
 def project_qkv(attn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,4 +102,4 @@ def kv_buffers(attn: nn.Module, x, sin, cos) -> dict[str, torch.Tensor]:
 
 def output_maps(attn: nn.Module, x, sin, cos) -> dict[str, torch.Tensor]:
     """Per variant: the attention module's (B, N, C) output on x."""
-    return {name: variant_module(attn, name)(x, sin, cos).flatten(2).transpose(1, 2) for name in VARIANTS}
+    return {name: variant_module(attn, name)(x, sin, cos).flatten(2).transpose(1, 2) for name in ATTENTIONS}
