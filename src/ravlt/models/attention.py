@@ -66,19 +66,45 @@ class _GatedAttention(nn.Module):
         return self.proj(merge_heads(out, lepe.shape))
 
 
+CORE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def kv_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``q @ (kᵀ @ v)``, RALA's two O(N·d²) products, in the precision of q, or with ``dtype`` operands
+    (bf16/fp16: the GPU's matrix units, products accumulated in fp32) and the result back in q's type."""
+    if dtype == torch.float32:
+        return q @ (k.transpose(-1, -2) @ v)
+    return (q.to(dtype) @ (k.transpose(-1, -2).to(dtype) @ v.to(dtype))).to(q.dtype)
+
+
 class RALA(_GatedAttention):
     """Rank-augmented linear attention.
 
     ``use_alpha`` and ``use_gate`` exist for the rank analysis: switching both off gives plain linear
     attention with the same ELU+1 kernel, RoPE and LePE.
+
+    ``core_dtype`` (an option, measured by ``python -m ravlt.bench --suite cuda``): float32 (the default)
+    keeps the whole core in fp32 (fp64 for an fp64 model); bfloat16 / float16 runs the two O(N·d²)
+    products (:func:`kv_product`) with low-precision operands and fp32 accumulation, while α's softmax,
+    the normaliser, ELU and RoPE stay fp32.
     """
 
     kind = "l"
 
-    def __init__(self, dim: int, num_heads: int, use_alpha: bool = True, use_gate: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        use_alpha: bool = True,
+        use_gate: bool = True,
+        core_dtype: torch.dtype = torch.float32,
+    ):
         super().__init__(dim, num_heads)
+        if core_dtype not in CORE_DTYPES:
+            raise ValueError(f"core_dtype must be one of {', '.join(map(str, CORE_DTYPES))}, got {core_dtype}")
         self.use_alpha = use_alpha
         self.use_gate = use_gate
+        self.core_dtype = core_dtype
 
     def mix(self, q, k, v, sin, cos):
         # α's softmax, the normaliser and the KV product accumulate in fp32 even under autocast.
@@ -104,7 +130,7 @@ class RALA(_GatedAttention):
             # z = 1 / (φ(q)·k̄ + 1e-6) with φ(q)·k̄ = ELU(q)·k̄ + Σ k̄
             denom = e_q @ k_mean.transpose(-1, -2) + (k_mean.sum(-1, keepdim=True) + 1e-6)  # (B, h, N, 1)
             rope_q, rope_k = rotate(qk, table, add_one=True).unbind(0)  # RoPE(φ(q)), RoPE(φ(k))
-            num = rope_q @ (rope_k.transpose(-1, -2) @ v)
+            num = kv_product(rope_q, rope_k, v, self.core_dtype)
             return num.div_(denom) if not num.requires_grad else num / denom
 
 
