@@ -4,6 +4,7 @@ Every model is timed on every workload in the same process, interleaved (each ro
 workload on each model, starting from a different model each round), and the median of the rounds
 is reported, so that the ratios survive a machine shared with other jobs. Prints a markdown table
 and the issue's targets, writes ``bench.json`` and ``throughput_vs_resolution.png`` to ``--out``.
+``--suite cuda`` runs the GPU check's suite instead (:mod:`ravlt.bench.cuda`, its own options).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 from pathlib import Path
 
 import timm
@@ -210,6 +212,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--suite" in argv or any(a.startswith("--suite=") for a in argv):  # the GPU check's suite
+        from .cuda import main as suite_main
+
+        return suite_main(argv)
     args = parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
