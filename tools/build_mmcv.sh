@@ -6,7 +6,8 @@
 # while torch >= 2.10 headers need C++20. We patch that flag in the unpacked sdist (never an
 # installed file), build without isolation against the venv's torch, and cache the result.
 # GPU users: set FORCE_CUDA=1 (and TORCH_CUDA_ARCH_LIST) on a machine with nvcc to get CUDA ops;
-# the cache key includes the flavour, so CPU and CUDA wheels never mix.
+# the cache key includes the flavour, so CPU and CUDA wheels never mix. MMCV_SDIST=path/to/onedl_mmcv-*.tar.gz
+# builds from that source instead of downloading it (tools/gpu_check.sh, on a machine without network).
 set -euo pipefail
 
 PY=${1:?usage: build_mmcv.sh PYTHON}
@@ -23,7 +24,11 @@ if ls "$CACHE"/*.whl >/dev/null 2>&1; then
 else
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  "$PY" -m pip download --no-deps --no-binary :all: -d "$work" "onedl-mmcv==$MMCV_VERSION"
+  if [ -n "${MMCV_SDIST:-}" ]; then
+    cp "$MMCV_SDIST" "$work"/
+  else
+    "$PY" -m pip download --no-deps --no-binary :all: -d "$work" "onedl-mmcv==$MMCV_VERSION"
+  fi
   tar -xzf "$work"/onedl_mmcv-"$MMCV_VERSION".tar.gz -C "$work"
   src="$work/onedl_mmcv-$MMCV_VERSION"
   sed -i 's/-std=c++17/-std=c++20/g; s/-std=c++14/-std=c++20/g' "$src/setup.py"
