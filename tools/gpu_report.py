@@ -49,6 +49,8 @@ def stage_section(stage: dict) -> list[str]:
                 props = (props + "; " if props else "") + t["message"].splitlines()[0][:200]
             lines.append(f"| {t['name']} | {t['outcome']} | {t['seconds']:.1f} | {props.replace('|', '/')} |")
     elif stage["name"] == "2" and details.get("table"):
+        if details.get("beside"):
+            lines += ["", f"Measured beside {details['beside']}."]
         lines += ["", details["table"].rstrip()]
     elif stage["name"] == "3":
         for key in ("train_metrics", "eval_metrics"):
@@ -63,7 +65,7 @@ def stage_section(stage: dict) -> list[str]:
         elif b:
             lines += ["", f"mmcv build: exit {b.get('rc')}, {b.get('seconds')} s, {b.get('jobs')} jobs, "
                           f"TORCH_CUDA_ARCH_LIST={b.get('arch')} ({b.get('note')})"]  # fmt: skip
-        for name in ("mask_rcnn_demo", "fpn_demo"):
+        for name in ("mask_rcnn_demo", "mask_rcnn_demo_fp32", "fpn_demo", "fpn_demo_fp32"):
             run = details.get(name)
             if run:
                 metrics = ", ".join(f"{k} {_value(v)}" for k, v in sorted(run["metrics"].items())) or "no metrics"

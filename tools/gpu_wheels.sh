@@ -5,6 +5,7 @@
 # its CUDA ops there). Versions come from requirements/lock.txt, the tested set.
 #
 #   bash tools/gpu_wheels.sh            # then carry .whl with the working tree (README, "GPU check")
+#   bash tools/gpu_wheels.sh --list     # what it fetches: kind, name, locked version
 #
 # The GPU image (Python 3.12, torch, torchvision, Lightning, torchmetrics, numpy, scipy, scikit-learn,
 # scikit-image, matplotlib, OpenCV headless, PyYAML, rich, tqdm, tabulate, portalocker, six, regex,
@@ -65,6 +66,15 @@ have() {  # NAME VERSION -> true when its file is already in $DEST
   [ -n "$found" ]
 }
 
+if [ "${1:-}" = "--list" ]; then
+  for name in "${BINARY[@]}"; do echo "binary $name $(pin "$name")"; done
+  for name in "${BUILT[@]}"; do echo "built $name $(pin "$name")"; done
+  for name in "${SOURCE[@]}"; do echo "source $name $(pin "$name")"; done
+  exit 0
+elif [ $# -gt 0 ]; then
+  die "unknown argument $1 (usage: bash tools/gpu_wheels.sh [--list])"
+fi
+
 mkdir -p "$DEST"
 platforms=()
 for p in manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1; do
@@ -73,34 +83,32 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-for name in "${BINARY[@]}"; do
+fetch() {  # KIND NAME: the locked version of NAME into $DEST, unless it is there
+  local kind=$1 name=$2 version f
   version=$(pin "$name")
   drop_other_versions "$name" "$version"
-  have "$name" "$version" && continue
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
-    "${platforms[@]}" -d "$DEST" "$name==$version"
-done
+  have "$name" "$version" && return 0
+  case $kind in
+    binary)
+      "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
+        "${platforms[@]}" -d "$DEST" "$name==$version" ;;
+    built)
+      "$PY" -m pip wheel -q --no-deps --no-binary=:all: -w "$work/built" "$name==$version"
+      for f in "$work"/built/*.whl; do
+        case "$f" in *-py3-none-any.whl | *-py2.py3-none-any.whl) mv "$f" "$DEST"/ ;;
+          *) die "$name built into ${f##*/}, not a pure-Python wheel: it cannot travel to Python $PYVER" ;;
+        esac
+      done ;;
+    source)
+      "$PY" -m pip download -q --no-deps --no-binary=:all: -d "$DEST" "$name==$version" ;;
+  esac
+}
 
-for name in "${BUILT[@]}"; do
-  version=$(pin "$name")
-  drop_other_versions "$name" "$version"
-  have "$name" "$version" && continue
-  "$PY" -m pip wheel -q --no-deps --no-binary=:all: -w "$work/built" "$name==$version"
-  for f in "$work"/built/*.whl; do
-    case "$f" in *-py3-none-any.whl | *-py2.py3-none-any.whl) mv "$f" "$DEST"/ ;;
-      *) die "$name built into ${f##*/}, not a pure-Python wheel: it cannot travel to Python $PYVER" ;;
-    esac
-  done
-done
-
-for name in "${SOURCE[@]}"; do
-  version=$(pin "$name")
-  drop_other_versions "$name" "$version"
-  have "$name" "$version" && continue
-  "$PY" -m pip download -q --no-deps --no-binary=:all: -d "$DEST" "$name==$version"
-done
+for name in "${BINARY[@]}"; do fetch binary "$name"; done
+for name in "${BUILT[@]}"; do fetch built "$name"; done
+for name in "${SOURCE[@]}"; do fetch source "$name"; done
 
 echo "in $DEST:"
-(cd "$DEST" && ls -1 *.whl *.tar.gz | while read -r f; do printf '  %-70s %6s KiB\n' "$f" $(( $(stat -c %s "$f") / 1024 )); done)
-total=$(du -cb "$DEST"/*.whl "$DEST"/*.tar.gz | tail -1 | cut -f1)
-echo "total: $(awk -v b="$total" 'BEGIN {printf "%.1f", b / 1048576}') MiB (the working tree and .whl travel together: 64 MiB at most)"
+find "$DEST" -maxdepth 1 -type f \( -name '*.whl' -o -name '*.tar.gz' \) -printf '%f %s\n' | sort \
+  | awk '{printf "  %-70s %6d KiB\n", $1, $2 / 1024; total += $2}
+         END {printf "total: %.1f MiB (the working tree and .whl travel together: 64 MiB at most)\n", total / 1048576}'

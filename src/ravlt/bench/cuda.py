@@ -280,8 +280,9 @@ def _fmt(value, spec: str) -> str:
 
 def table(result: dict) -> str:
     meta = result["meta"]
+    precision = f"{meta['dtype']} autocast" if meta["dtype"] != "float32" else "float32 (no autocast)"
     lines = [
-        f"CUDA bench: {meta['device_name']}, {meta['dtype']} autocast, torch {meta['torch']} (CUDA {meta['cuda']}), "
+        f"CUDA bench: {meta['device_name']}, {precision}, torch {meta['torch']} (CUDA {meta['cuda']}), "
         f"timm {meta['timm']}; median of {meta['repeats']} repeats of ≥ {meta['min_seconds']} s; "
         f"{meta.get('elapsed_s', 0):.0f} s of a {meta['budget_s']:.0f} s budget",
         "",
