@@ -271,6 +271,7 @@ class Check:
     def stage(self, name: str, fn) -> None:
         record = dict(name=name, title=TITLES[name], status="running", box_s=round(self.box(name), 1))
         self.report["stages"].append(record)
+        self.save()  # a run killed outright still shows which stage it was in
         log = self.work / f"stage_{name}.log"
         if self.left() < MIN_USEFUL_S:
             record["status"] = f"skipped: out of time ({self.left():.0f} s of the budget left)"
@@ -281,6 +282,9 @@ class Check:
             except Exception as e:  # noqa: BLE001 - a bug in one stage must not lose the others
                 record["status"] = "fail"
                 record["summary"] = f"gpu_check.py itself failed: {type(e).__name__}: {e}"
+            except (KeyboardInterrupt, SystemExit):  # stopped from outside: say so, then stop
+                record.update(status="interrupted", seconds=round(time.monotonic() - t0, 1), log_tail=tail(log, 3000))
+                raise
             record["seconds"] = round(time.monotonic() - t0, 1)
             if record["status"] != "pass" and not record["status"].startswith("skipped"):
                 record.setdefault("log_tail", tail(log, 3000))
@@ -611,7 +615,7 @@ class Check:
             self.save()
         statuses = [s["status"] for s in self.report["stages"]]
         print(f"report: {self.out / 'gpu_check.md'} and {self.out / 'gpu_check.json'} ({self.report['elapsed_s']} s)")
-        return 1 if any(s in ("fail", "timeout") for s in statuses) else 0
+        return 1 if any(s in ("fail", "timeout", "interrupted") for s in statuses) else 0
 
 
 def mm_progress(run_dir: Path) -> dict:
@@ -684,12 +688,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def terminate(signum, frame):
+    """SIGTERM / SIGHUP: unwind like Ctrl-C, so the running stage and the mmcv build (own process groups,
+    which a killed parent would leave running) are stopped and the report is written."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.probe:
         result = probe(str(args.site) if args.site else None)
         args.probe_out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     return Check(args).run()
 
 

@@ -4,8 +4,10 @@ a stage over its time box is stopped and recorded while the next still runs; the
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -89,6 +91,24 @@ def test_a_stage_over_its_box_is_stopped_and_the_next_still_reports(tmp_path):
     assert "timed out" in stages["1"]["log_tail"]
     assert stages["3"]["status"] == "skipped: no CUDA"
     assert "| 1 | timeout |" in md
+
+
+def test_sigterm_stops_the_running_stage_and_the_report_says_so(tmp_path):
+    out = tmp_path / "out"
+    env = {**{k: v for k, v in os.environ.items() if k != "OUT"}, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out), "--wheels", str(tmp_path / "none"),
+                             "--stages", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until stage 1 has started
+        report = json.loads((out / "gpu_check.json").read_text()) if (out / "gpu_check.json").is_file() else {}
+        if any(s["name"] == "1" for s in report.get("stages", [])):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    stages = {s["name"]: s for s in json.loads((out / "gpu_check.json").read_text())["stages"]}
+    assert stages["1"]["status"] == "interrupted", output
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
