@@ -12,6 +12,7 @@ from mmengine.dataset import Compose
 from omegaconf import DictConfig
 
 from ravlt.data.images import read_image
+from ravlt.files import atomic_path
 from ravlt.models.checkpoint import read_checkpoint
 
 from .checkpoints import existing_file, require_task
@@ -45,10 +46,11 @@ def predict(cfg: DictConfig) -> dict:
     out = overlay_path(cfg, "detection")
     visualizer = DetLocalVisualizer(name="ravlt_predict_detection")
     visualizer.dataset_meta = model.dataset_meta
-    visualizer.add_datasample(
-        "prediction", np.asarray(image), result, draw_gt=False,
-        pred_score_thr=cfg.score_threshold, out_file=str(out),
-    )  # fmt: skip
+    with atomic_path(out) as tmp:
+        visualizer.add_datasample(
+            "prediction", np.asarray(image), result, draw_gt=False,
+            pred_score_thr=cfg.score_threshold, out_file=str(tmp),
+        )  # fmt: skip
 
     instances = result.pred_instances
     keep = instances.scores >= cfg.score_threshold
