@@ -249,6 +249,35 @@ def test_missing_dataset_root_is_one_clear_error(tmp_path, monkeypatch):
     assert "IMAGENET_ROOT" in output and "dataset.root" in output and "dataset=digits" in output
 
 
+def _class_folders(root: Path, layout: dict[str, dict[str, int]], content=None) -> Path:
+    """``layout``: split -> class -> number of images (``content`` writes one; a PNG by default)."""
+    for split, classes in layout.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                path = root / split / name / f"{i}.png"
+                content(path) if content else Image.new("RGB", (32, 32), (40 * i, 90, 30)).save(path)
+    return root
+
+
+@pytest.mark.parametrize(
+    "layout, content, message",
+    [
+        ({"train": {"a": 2, "b": 0}, "val": {"a": 1, "b": 1}}, None, r"train: Found no valid file for the classes b"),
+        ({"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1, "c": 1}}, None, r"class folders of .*val \(3\) differ"),
+        ({"train": {"a": 2, "b": 2}, "val": {"a": 2, "b": 2}}, lambda p: p.write_text("version https://git-lfs"),
+         r"none of the 4 images in .*val could be read"),
+    ],
+    ids=["empty-class", "other-classes", "nothing-readable"],
+)  # fmt: skip
+def test_class_folders_that_cannot_train_name_the_folder(tmp_path, layout, content, message):
+    root = _class_folders(tmp_path / "data", layout, content)
+    with pytest.raises(ConfigError, match=message):
+        run_in_process(tmp_path / "run", "dataset=image_folder", f"dataset.root={root}", "dataset.image_size=32",
+                       "task.batch_size=2", "task.max_epochs=1")  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_mode_and_checkpoint_mistakes_are_config_errors(tmp_path, data_env):
     with pytest.raises(ConfigError, match="needs ckpt_path"):
         run_in_process(tmp_path, "dataset=digits", "task.mode=eval")

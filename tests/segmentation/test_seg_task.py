@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from mmengine.config import Config
 
@@ -82,7 +83,7 @@ def test_sliding_window_test_mode(compose_run, ade_root):
 
 def test_pretrained_checkpoint_and_wandb_land_in_the_config(compose_run, ade_root, tmp_path):
     ckpt = tmp_path / "RAVLT_S.pth"
-    ckpt.write_bytes(b"")
+    torch.save({"model": timm.create_model("ravlt_s").state_dict()}, ckpt)  # released layout
     cfg = compose_run("task=segmentation", "model=ravlt_s", "dataset=ade20k", f"dataset.root={ade_root}",
                       "hardware=cpu", "logger=wandb", f"model.pretrained={ckpt}")  # fmt: skip
     mm_cfg = segmentation.build_config(cfg)
@@ -204,3 +205,4 @@ def test_two_process_ddp_on_the_cpu(compose_run, shapes_ade_root, tiny_spec):
                       "hardware=cpu_ddp", "logger=none", "task.max_iters=2", "task.val_interval=2",
                       "task.batch_size=1")  # fmt: skip
     assert METRIC_KEYS <= segmentation.run(cfg).keys()
+

@@ -10,7 +10,8 @@ and counts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
-from ravlt.data.images import DECODE_ERRORS
+from ravlt.data.images import DECODE_ERRORS, load_rgb
+from ravlt.errors import ConfigError
 
 from .transforms import eval_transform, train_transform
 
@@ -38,6 +40,9 @@ class Unreadable:
 class SkippingImageFolder(ImageFolder):
     """``ImageFolder`` that returns :class:`Unreadable` instead of raising on a file PIL cannot decode."""
 
+    def __init__(self, root: str, transform=None):
+        super().__init__(root, transform, loader=load_rgb)
+
     def __getitem__(self, index: int):
         path, target = self.samples[index]
         try:
@@ -47,6 +52,16 @@ class SkippingImageFolder(ImageFolder):
         if self.transform is not None:
             image = self.transform(image)
         return image, target
+
+
+@contextmanager
+def dataset_errors(folder: Path) -> Iterator[None]:
+    """torchvision's complaints about a split folder (no class folders, a class without images) as a
+    :class:`ConfigError` that names the folder."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise ConfigError(f"{folder}: {str(e).splitlines()[0]}; fix the folder or set dataset.root elsewhere") from None
 
 
 def collate_readable(samples: list) -> dict:
@@ -108,7 +123,8 @@ class ImageFolderDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         """Class names: the train split's folders (the val split's when only that one exists)."""
         folder = self.train_dir if self.train_dir.is_dir() else self.val_dir
-        return find_classes(str(folder))[0]
+        with dataset_errors(folder):
+            return find_classes(str(folder))[0]
 
     @property
     def num_classes(self) -> int:
@@ -116,15 +132,17 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:
-            self.train_set = SkippingImageFolder(
-                str(self.train_dir), train_transform(self.image_size, self.interpolation, self.augment)
-            )
+            with dataset_errors(self.train_dir):
+                self.train_set = SkippingImageFolder(
+                    str(self.train_dir), train_transform(self.image_size, self.interpolation, self.augment)
+                )
         if stage in ("fit", "validate") and self.val_set is None:
-            self.val_set = SkippingImageFolder(
-                str(self.val_dir), eval_transform(self.image_size, self.interpolation, self.crop_pct)
-            )
+            with dataset_errors(self.val_dir):
+                self.val_set = SkippingImageFolder(
+                    str(self.val_dir), eval_transform(self.image_size, self.interpolation, self.crop_pct)
+                )
             if self.val_set.classes != self.classes:
-                raise ValueError(
+                raise ConfigError(
                     f"the class folders of {self.val_dir} ({len(self.val_set.classes)}) differ from those of "
                     f"{self.train_dir} ({len(self.classes)}); both splits need the same class folders"
                 )

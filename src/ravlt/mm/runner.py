@@ -58,12 +58,17 @@ def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None)
     if mode not in ("train", "eval"):
         raise ConfigError(f"task.mode must be 'train' or 'eval', got {mode!r}")
     checkpoint = resolve_path(ckpt_path) if ckpt_path else None
-    if checkpoint is not None and not checkpoint.is_file():
-        raise ConfigError(f"ckpt_path: checkpoint not found: {checkpoint}")
+    stored = read_checkpoint(checkpoint, "ckpt_path") if checkpoint is not None else None
     if mode == "eval" and checkpoint is None:
         log.warning("task.mode=eval without ckpt_path: evaluating freshly initialised weights")
+    if mode == "eval" and stored is not None and not any(k.startswith("backbone.") for k in stored_weights(stored)):
+        raise ConfigError(
+            f"ckpt_path={checkpoint} holds the weights of a RAVLT alone (a classification or backbone checkpoint), "
+            "not of a whole detector / segmentor: evaluate a checkpoint that training this task wrote "
+            "(<run dir>/epoch_N.pth or iter_N.pth), or train from these weights with model.pretrained=..."
+        )
     if mode == "train" and checkpoint is not None:
-        if is_training_checkpoint(read_checkpoint(checkpoint)):
+        if is_training_checkpoint(stored):
             mm_cfg.resume, mm_cfg.load_from = True, str(checkpoint)
         else:
             log.info("ckpt_path %s holds weights only: training starts from them", checkpoint)
@@ -80,7 +85,7 @@ def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None)
         runner.train()
     else:
         if checkpoint is not None:
-            load_strictly(runner.model, stored_weights(read_checkpoint(checkpoint)), f"ckpt_path {checkpoint}")
+            load_strictly(runner.model, stored_weights(stored), f"ckpt_path={checkpoint}")
         runner.test()
     return _floats(keeper.metrics)
 

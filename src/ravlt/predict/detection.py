@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from ravlt.data.images import read_image
 from ravlt.files import atomic_path
+from ravlt.mm.loading import unwrapped
 from ravlt.models.checkpoint import read_checkpoint
 
 from .checkpoints import existing_file, require_task
@@ -23,7 +24,8 @@ SHOWN = 10  # detections listed on the console
 
 def inference_pipeline(config) -> Compose:
     """The config's test pipeline for an in-memory image: no annotations to load."""
-    steps = [step for step in copy.deepcopy(get_test_pipeline_cfg(config)) if "LoadAnnotations" not in step["type"]]
+    steps = unwrapped(copy.deepcopy(get_test_pipeline_cfg(config)))
+    steps = [step for step in steps if "LoadAnnotations" not in step["type"]]
     steps[0]["type"] = "mmdet.LoadImageFromNDArray"
     return Compose(steps)
 

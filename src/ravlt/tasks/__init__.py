@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ravlt.checks import check_hardware, check_model, check_ranges
 from ravlt.errors import ConfigError
 from ravlt.files import write_text_atomically
 
@@ -29,6 +30,9 @@ def run(cfg: DictConfig) -> float | None:
             f"dataset={cfg.dataset.name} is a {dataset_task} dataset but task={name}; "
             f"pick a {name} dataset (see conf/dataset/)"
         )
+    check_ranges(cfg)
+    check_model(cfg.model)
+    check_hardware(cfg.hardware)
     if cfg.hardware.get("keep_freed_memory"):
         from ravlt.tools.malloc import keep_freed_memory
 

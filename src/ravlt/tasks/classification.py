@@ -141,9 +141,7 @@ def check_recorded_model(checkpoint: Mapping, path: str, model: DictConfig) -> N
 
 
 def check_resume_checkpoint(path: str) -> None:
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt_path={path}: file not found")
-    if not is_lightning_checkpoint(read_checkpoint(path)):
+    if not is_lightning_checkpoint(read_checkpoint(path, "ckpt_path")):
         raise ConfigError(
             f"ckpt_path={path} is not a training checkpoint of this project, so there is no run to resume. "
             "To start from its weights use model.pretrained=...; to evaluate it use task.mode=eval."
@@ -184,10 +182,10 @@ def run(cfg: DictConfig) -> dict:
     if training:
         module = build_module(cfg, datamodule, ema=bool(task.ema.enabled))
         if cfg.model.pretrained and not cfg.ckpt_path:
-            load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained), for_eval=False)
+            load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained, "model.pretrained"), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
-        checkpoint = read_checkpoint(cfg.ckpt_path)
+        checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path")
         check_recorded_model(checkpoint, cfg.ckpt_path, cfg.model)
         module = build_module(cfg, datamodule, ema=has_ema(checkpoint))
         load_checkpoint_weights(module, checkpoint, for_eval=True)
@@ -214,7 +212,14 @@ def run(cfg: DictConfig) -> dict:
         metrics["checkpoint"] = str(cfg.ckpt_path)
     metrics["model/params"] = num_params
     if "unreadable_images" in callbacks:
-        metrics["data/unreadable_images"] = len(callbacks["unreadable_images"].paths)
+        unreadable = callbacks["unreadable_images"].paths
+        metrics["data/unreadable_images"] = len(unreadable)
+        val = datamodule.val_set
+        if unreadable and val is not None and all(path in unreadable for path, _ in val.samples):
+            raise ConfigError(
+                f"none of the {len(val)} images in {datamodule.val_dir} could be read (placeholders of a partial "
+                "download, git-lfs pointers, another format?); fix the files or set dataset.root elsewhere"
+            )
 
     if trainer.is_global_zero:
         hint = finish_wandb(loggers)

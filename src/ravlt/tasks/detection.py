@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from omegaconf import DictConfig
 
+from ravlt.data.coco_annotations import check_coco_annotations
 from ravlt.data.roots import dataset_root, require
 from ravlt.mm import runner
 from ravlt.mm import settings as mm
@@ -24,10 +26,14 @@ EVALUATORS = ("val_evaluator", "test_evaluator")
 
 
 def checked_root(dataset: DictConfig, need_train: bool) -> Path:
-    """The dataset's root (generated first for the offline dataset), checked against the COCO layout."""
+    """The dataset's root (generated first for the offline dataset), checked against the COCO layout, and
+    its annotation files (:mod:`ravlt.data.coco_annotations`)."""
     root = dataset_root(dataset, LAYOUT)
     splits = ("train", "val") if need_train else ("val",)
     require(dataset, root, [dataset[f"{split}_{part}"] for split in splits for part in ("ann", "images")], LAYOUT)
+    classes = list(dataset.get("classes") or CocoDataset.METAINFO["classes"])
+    for split in splits:
+        check_coco_annotations(root / dataset[f"{split}_ann"], classes, f"dataset.{split}_ann")
     return root
 
 
