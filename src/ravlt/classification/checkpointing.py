@@ -54,7 +54,8 @@ def set_rng_states(states: Mapping) -> None:
 
 class RngStateCheckpoint(L.Callback):
     """Keeps the RNG states in every checkpoint and restores them on resume, so the resumed run draws the
-    augmentations (and worker seeds) the uninterrupted run would have drawn."""
+    random numbers of the model (DropPath, Mixup) that the uninterrupted run would have drawn. (The data
+    augmentation has seeds of its own: :mod:`ravlt.classification.sampling`.)"""
 
     def state_dict(self) -> dict:
         return collect_rng_states()

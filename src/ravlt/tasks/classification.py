@@ -150,13 +150,16 @@ def check_resume_checkpoint(path: str) -> None:
 
 def quiet_lightning() -> None:
     """Under Hydra, whose handlers already print every record, drop Lightning's own console handlers
-    (which would print each line twice) and the warning about the EMA copy being in eval mode."""
+    (which would print each line twice), the warning about the EMA copy being in eval mode and the one
+    about a mid-epoch checkpoint."""
     if logging.getLogger().handlers:
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # resuming mid-epoch is exact here: the DataModule restores the epoch's position itself
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def run(cfg: DictConfig) -> dict:
