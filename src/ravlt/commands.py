@@ -4,7 +4,8 @@ shows one for the input mistakes too.
 
 Input mistakes are: our own :class:`~ravlt.errors.ConfigError` and the checkpoint / image errors, Hydra's
 and OmegaConf's configuration errors (a wrong group option, a mistyped key, a missing required value),
-Lightning's misconfiguration errors, and files that cannot be opened or written.
+Lightning's misconfiguration errors, and files that cannot be opened or written. A run stopped by the
+cluster (:class:`~ravlt.errors.Preempted`) says where its checkpoint is and exits with ``128 + signal``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from ravlt.errors import ConfigError
+from ravlt.errors import ConfigError, Preempted
 
 T = TypeVar("T")
 INPUT_ERROR_EXIT = 2
@@ -32,6 +33,9 @@ def run_command(main: Callable[[], T]) -> T:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report
     try:
         return main()
+    except Preempted as e:
+        print(e, file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception as e:
         line = None if os.environ[FULL_ERROR] == "1" else one_line(e)
         if line is None:
@@ -43,12 +47,8 @@ def run_command(main: Callable[[], T]) -> T:
 def one_line(e: BaseException) -> str | None:
     """The one-line report of an input mistake; None for anything else (a bug: its traceback is wanted)."""
     from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
-
-    try:
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-    except ImportError:  # the dense tasks run without Lightning
-        MisconfigurationException = ConfigError
 
     from ravlt.data.images import UnreadableImageError
     from ravlt.models.checkpoint import CheckpointMismatchError
@@ -98,7 +98,6 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(INPUT_ERROR_EXIT)
-
 
 
 def positive_int(text: str) -> int:

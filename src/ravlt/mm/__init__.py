@@ -1,5 +1,6 @@
 """OpenMMLab side of RAVLT: the ``ravlt`` registry scope, the dense backbone for mmdet and mmseg, and
-a W&B hook for interactive validation images, and unreadable data files reported by name.
+a W&B hook for interactive validation images, unreadable data files reported by name, atomic checkpoint
+writes and a clean stop on preemption.
 
 Configs load it with ``custom_imports=dict(imports=['ravlt.mm'], allow_failed_imports=False)`` and
 use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.settings` applies the project's Hydra settings to
@@ -9,8 +10,9 @@ from . import compat  # noqa: F401  (first: config scopes of the OpenMMLab fork)
 from .backbone import RAVLTBackbone
 from .hooks import WandbDetectionImagesHook
 from .loading import NameFile
+from .preemption import PreemptionHook
 from .registry import HOOKS, METRICS, MODELS, TRANSFORMS
 
 __all__ = [
-    "HOOKS", "METRICS", "MODELS", "TRANSFORMS", "NameFile", "RAVLTBackbone", "WandbDetectionImagesHook",
+    "HOOKS", "METRICS", "MODELS", "TRANSFORMS", "NameFile", "PreemptionHook", "RAVLTBackbone", "WandbDetectionImagesHook",
 ]

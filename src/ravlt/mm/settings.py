@@ -25,9 +25,9 @@ What each takes:
   none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval).
 - ``logger``: ``wandb`` adds mmengine's ``WandbVisBackend`` (offline unless ``WANDB_MODE`` says
   otherwise), ``tensorboard`` its ``TensorboardVisBackend``; local JSON scalars and images always.
-- the run: ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``, the dataloaders' loaders
-  wrapped in ``ravlt.NameFile``, and ``cfg_options`` (a nested dict merged last, like ``tools/train.py
-  --cfg-options``).
+- the run: ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``, atomic checkpoint writes,
+  ``ravlt.PreemptionHook``, the dataloaders' loaders wrapped in ``ravlt.NameFile``, and ``cfg_options`` (a
+  nested dict merged last, like ``tools/train.py --cfg-options``).
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from ravlt.models.checkpoint import checkpoint_weights, describe_variant, read_c
 from ravlt.tracking import wandb_mode
 
 from .loading import name_unreadable_files
+from .preemption import ATOMIC_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +313,16 @@ def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: st
 
 
 def set_run(mm_cfg: Config, seed: int, output_dir: str, run_name: str, cfg_options: DictConfig | None = None) -> None:
-    """Seed, work directory and experiment name, unreadable data files named (:mod:`ravlt.mm.loading`);
+    """Seed, work directory and experiment name, checkpoints written atomically and a checkpoint on
+    preemption (:mod:`ravlt.mm.preemption`), unreadable data files named (:mod:`ravlt.mm.loading`);
     ``cfg_options`` (nested) merged last."""
     mm_cfg.work_dir = str(output_dir)
     mm_cfg.randomness = dict(seed=int(seed), deterministic=False)
     mm_cfg.experiment_name = run_name
+    checkpoint_hook = mm_cfg.get("default_hooks", {}).get("checkpoint")
+    if checkpoint_hook is not None:
+        checkpoint_hook.backend_args = dict(backend=ATOMIC_BACKEND)
+    mm_cfg.custom_hooks = [*mm_cfg.get("custom_hooks", []), dict(type="ravlt.PreemptionHook")]
     for name in DATALOADERS:
         if mm_cfg.get(name):
             name_unreadable_files(mm_cfg[name].dataset)

@@ -35,6 +35,7 @@ from ravlt.models.checkpoint import (
     read_checkpoint,
     recorded_model,
 )
+from ravlt.preemption import requeued_slurm_job
 
 from . import ConfigError
 
@@ -148,6 +149,19 @@ def check_resume_checkpoint(path: str) -> None:
         )
 
 
+def resume_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``; in a requeued SLURM job without one, the checkpoint that the preemption callback
+    writes into the run directory, when it is there."""
+    if cfg.ckpt_path or not requeued_slurm_job():
+        return cfg.ckpt_path
+    node = cfg.task.callbacks.get("preemption")
+    found = Path(node.dirpath) / node.filename if node else None
+    if found is not None and found.is_file():
+        log.info("requeued SLURM job: resuming from %s", found)
+        return str(found)
+    return None
+
+
 def quiet_lightning() -> None:
     """Under Hydra, whose handlers already print every record, drop Lightning's own console handlers
     (which would print each line twice), the warning about the EMA copy being in eval mode and the one
@@ -172,8 +186,9 @@ def run(cfg: DictConfig) -> dict:
             "task.mode=eval needs ckpt_path=/path/to/checkpoint: one of ours (<run dir>/checkpoints/last.ckpt) "
             "or a released RAVLT_T/S/B/L.pth"
         )
-    if cfg.ckpt_path and training:
-        check_resume_checkpoint(cfg.ckpt_path)
+    resume = resume_path(cfg) if training else None
+    if resume:
+        check_resume_checkpoint(resume)
 
     quiet_lightning()
     if cfg.hardware.get("threads"):
@@ -184,7 +199,7 @@ def run(cfg: DictConfig) -> dict:
 
     if training:
         module = build_module(cfg, datamodule, ema=bool(task.ema.enabled))
-        if cfg.model.pretrained and not cfg.ckpt_path:
+        if cfg.model.pretrained and not resume:
             load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained, "model.pretrained"), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
@@ -201,7 +216,7 @@ def run(cfg: DictConfig) -> dict:
         logger.log_hyperparams({"config": plain(cfg), "model/params": num_params})
 
     if training:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         best, last = callbacks.get("best_checkpoint"), callbacks.get("last_checkpoint")
         if best is not None and best.best_model_score is not None:  # none with fast_dev_run

@@ -70,5 +70,6 @@ def build_config(cfg: DictConfig) -> Config:
 def run(cfg: DictConfig) -> dict:
     """Train (``task.mode=train``) or evaluate ``ckpt_path`` (``task.mode=eval``); COCO metrics out."""
     return runner.run(
-        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware)
+        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware),
+        int(cfg.hardware.get("num_nodes") or 1),
     )
