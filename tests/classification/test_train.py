@@ -327,7 +327,7 @@ def _class_folders(root: Path, layout: dict[str, dict[str, int]], content=None) 
         ({"train": {"a": 2, "b": 0}, "val": {"a": 1, "b": 1}}, None, r"train: Found no valid file for the classes b"),
         ({"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1, "c": 1}}, None, r"class folders of .*val \(3\) differ"),
         ({"train": {"a": 2, "b": 2}, "val": {"a": 2, "b": 2}}, lambda p: p.write_text("version https://git-lfs"),
-         r"none of the 4 images in .*val could be read"),
+         r"none of 4 images sampled across .*train could be read \(0.png: UnidentifiedImageError"),
     ],
     ids=["empty-class", "other-classes", "nothing-readable"],
 )  # fmt: skip

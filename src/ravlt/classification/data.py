@@ -72,6 +72,24 @@ def dataset_errors(folder: Path) -> Iterator[None]:
         raise ConfigError(f"{folder}: {str(e).splitlines()[0]}; fix the folder or set dataset.root elsewhere") from None
 
 
+def require_readable(dataset: ImageFolder, folder: Path, probes: int = 8) -> None:
+    """At least one of ``probes`` images spread over the split decodes: a folder of placeholders (a partial
+    download, git-lfs pointers, another format) stops here instead of training on nothing. Single
+    unreadable images are skipped later, one by one."""
+    paths = [path for path, _ in dataset.samples[:: max(1, len(dataset.samples) // probes)][:probes]]
+    reasons = []
+    for path in paths:
+        try:
+            load_rgb(path)
+            return
+        except DECODE_ERRORS as e:
+            reasons.append(f"{Path(path).name}: {type(e).__name__}")
+    raise ConfigError(
+        f"none of {len(paths)} images sampled across {folder} could be read ({'; '.join(reasons[:3])}): "
+        "placeholders of a partial download, git-lfs pointers, another format? Fix the files or set dataset.root"
+    )
+
+
 def collate_readable(samples: list) -> dict:
     """Stack the readable samples; list the unreadable ones as ``(path, reason)``."""
     readable = [s for s in samples if not isinstance(s, Unreadable)]
@@ -84,7 +102,9 @@ def collate_readable(samples: list) -> dict:
 
 
 def batch_size_of(batch: Mapping) -> int:
-    return len(batch["image"])
+    """The samples the loader read for a batch, unreadable ones included (never 0: the throughput monitor
+    refuses a batch of no samples)."""
+    return len(batch["image"]) + len(batch["unreadable"])
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -147,11 +167,13 @@ class ImageFolderDataModule(L.LightningDataModule):
                 self.train_set = SkippingImageFolder(
                     str(self.train_dir), train_transform(self.image_size, self.interpolation, self.augment)
                 )
+            require_readable(self.train_set, self.train_dir)
         if stage in ("fit", "validate") and self.val_set is None:
             with dataset_errors(self.val_dir):
                 self.val_set = SkippingImageFolder(
                     str(self.val_dir), eval_transform(self.image_size, self.interpolation, self.crop_pct)
                 )
+            require_readable(self.val_set, self.val_dir)
             if self.val_set.classes != self.classes:
                 raise ConfigError(
                     f"the class folders of {self.val_dir} ({len(self.val_set.classes)}) differ from those of "

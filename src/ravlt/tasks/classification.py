@@ -230,14 +230,7 @@ def run(cfg: DictConfig) -> dict:
         metrics["checkpoint"] = str(cfg.ckpt_path)
     metrics["model/params"] = num_params
     if "unreadable_images" in callbacks:
-        unreadable = callbacks["unreadable_images"].paths
-        metrics["data/unreadable_images"] = len(unreadable)
-        val = datamodule.val_set
-        if unreadable and val is not None and all(path in unreadable for path, _ in val.samples):
-            raise ConfigError(
-                f"none of the {len(val)} images in {datamodule.val_dir} could be read (placeholders of a partial "
-                "download, git-lfs pointers, another format?); fix the files or set dataset.root elsewhere"
-            )
+        metrics["data/unreadable_images"] = len(callbacks["unreadable_images"].paths)
 
     if trainer.is_global_zero:
         hint = finish_wandb(loggers)
