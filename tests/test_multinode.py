@@ -83,7 +83,8 @@ def test_two_process_ddp_on_the_cpu(one_node):
 @pytest.mark.slow
 def test_classification_on_two_nodes_matches_one_node_with_two_processes(one_node, tmp_path):
     outputs = run_two_nodes([*CLASSIFICATION, *TWO_NODES], tmp_path, one_node["data"])
-    assert "Starting with 2 processes" not in outputs[0]  # each node ran its own process, none was spawned
+    for rank, output in enumerate(outputs):  # Lightning took each node's rank from SLURM's variables
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in output
     node0, node1 = tmp_path / "node0", tmp_path / "node1"
     assert (node0 / "checkpoints" / "last.ckpt").exists() and not (node1 / "checkpoints").exists()
     assert not (node1 / "metrics.json").exists()

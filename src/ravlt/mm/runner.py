@@ -24,7 +24,7 @@ from mmengine.hooks import Hook
 from ravlt.commands import one_line
 from ravlt.errors import ConfigError, Preempted
 from ravlt.models.checkpoint import load_strictly, read_checkpoint, stored_weights
-from ravlt.preemption import requeued_slurm_job
+from ravlt.preemption import SignalCatcher, requeued_slurm_job
 
 from .settings import resolve_path
 
@@ -168,6 +168,8 @@ def run(
     node here; with several ``nodes`` each takes its ranks from ``NODE_RANK`` and meets the others at
     ``MASTER_ADDR:MASTER_PORT``. Global rank 0's metrics are returned (empty on the other nodes); an input
     error or a preemption in a spawned process is raised here as :class:`ConfigError` / :class:`Preempted`.
+    While the workers run, this process ignores the preemption signals: they are the workers' to handle
+    (SLURM signals every process; by hand, signal the process group).
     """
     if cpu and torch.cuda.is_available():
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -180,6 +182,8 @@ def run(
     port = int(os.environ["MASTER_PORT"]) if "MASTER_PORT" in os.environ else _free_port()
     with tempfile.TemporaryDirectory() as tmp:
         args = (devices, node_rank, nodes, address, port, mm_cfg, mode, ckpt_path, tmp)
+        waiting = SignalCatcher()  # a preemption signal is the workers' to handle; this process waits for them
+        waiting.install()
         try:
             torch.multiprocessing.spawn(_spawned_worker, args=args, nprocs=devices)
         except torch.multiprocessing.ProcessException:
@@ -191,5 +195,7 @@ def run(
             if error:
                 raise ConfigError(error) from None
             raise
+        finally:
+            waiting.restore()
         outcome = Path(tmp) / f"{node_rank * devices}.json"
         return json.loads(outcome.read_text())["metrics"] if node_rank == 0 else {}
