@@ -2,20 +2,21 @@
 
     python train.py task=classification model=ravlt_t dataset=digits
     python train.py task=detection model=ravlt_s detector=mask_rcnn_1x dataset=coco hardware=gpus
+
+A wrong input ends in one line ``error: ...`` (exit status 2): :mod:`ravlt.commands`.
 """
 import hydra
 from omegaconf import DictConfig
 
+from ravlt.commands import run_command
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from ravlt.tasks import ConfigError, run
+    from ravlt.tasks import run
 
-    try:
-        return run(cfg)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    return run_command(lambda: run(cfg))
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -133,3 +133,11 @@ def test_an_unknown_option_lists_the_choices():
 def test_an_unknown_key_is_rejected():
     with pytest.raises(ConfigCompositionException, match="task.learning_rate"):
         compose_config("task.learning_rate=0.1")
+
+
+def test_slurm_cpu_hands_the_job_to_submitit_with_one_gloo_process_per_node():
+    cfg = compose_config("hardware=slurm_cpu", hydra=True)
+    launcher = cfg.hydra.launcher
+    assert "Slurm" in launcher._target_ and launcher.gpus_per_node is None
+    assert (launcher.nodes, launcher.tasks_per_node) == (2, 1) == (cfg.hardware.num_nodes, cfg.hardware.devices)
+    assert cfg.hardware.accelerator == "cpu" and not cfg.hardware.sync_batchnorm

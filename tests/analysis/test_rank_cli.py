@@ -83,8 +83,11 @@ def test_checkpoint_of_another_variant_fails_clearly(tmp_path):
 
 def test_unreadable_image_is_an_error_naming_the_file(image_dir, tmp_path, capsys):
     (image_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
-    assert main(["--images", str(image_dir), "--out", str(tmp_path / "out")]) == 2
-    assert "broken.png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main(["--images", str(image_dir), "--out", str(tmp_path / "out")])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read image") and "broken.png" in err and len(err.strip().splitlines()) == 1
 
 
 def test_default_images_are_bundled_with_scikit_image():

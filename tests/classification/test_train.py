@@ -1,5 +1,6 @@
 """Classification runs end to end: training on digits, evaluation of our and released checkpoints,
-skipping a truncated JPEG, resuming after SIGKILL, two-process DDP on the CPU, and bad input."""
+skipping a truncated JPEG, resuming after SIGKILL, SIGUSR1 (requeue) and SIGTERM, and bad input.
+(Several processes and nodes: tests/test_multinode.py.)"""
 
 import csv
 import json
@@ -35,8 +36,10 @@ def run_in_process(output_dir: Path, *overrides: str) -> dict:
     return json.loads((output_dir / "metrics.json").read_text())
 
 
-def train_py(*args: str, timeout: float = 600, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "HYDRA_FULL_ERROR": "0"}
+def train_py(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """``python train.py ARGS`` (``env`` added to this process's environment; tests/ importable)."""
+    path = os.pathsep.join(str(PROJECT_ROOT / d) for d in ("src", "tests"))
+    env = {**os.environ, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "train.py", *args], cwd=PROJECT_ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs,
@@ -197,13 +200,18 @@ def assert_same_state(a: dict, b: dict) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path, data_env):
-    reference = train_py(*RESUME, f"hydra.run.dir={tmp_path / 'reference'}")
-    finish(reference)
-    expected = checkpoint_state(tmp_path / "reference" / "checkpoints" / "last.ckpt")
-    assert (expected["global_step"], expected["epoch"]) == (3 * 8, 2)  # saved after the third (0-based 2) epoch
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, digits_dir) -> dict:
+    """The final state of a RESUME run that nothing interrupted."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    finish(train_py(*RESUME, f"hydra.run.dir={out}", env={"RAVLT_DATA_DIR": str(digits_dir.parent)}))
+    state = checkpoint_state(out / "checkpoints" / "last.ckpt")
+    assert (state["global_step"], state["epoch"]) == (3 * 8, 2)  # saved after the third (0-based 2) epoch
+    return state
 
+
+@pytest.mark.slow
+def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path, data_env, uninterrupted):
     killed_dir = tmp_path / "killed"
     last = killed_dir / "checkpoints" / "last.ckpt"
     victim = train_py(*RESUME, f"hydra.run.dir={killed_dir}")
@@ -221,22 +229,75 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path, d
     output = finish(train_py(*RESUME, f"ckpt_path={last}", f"hydra.run.dir={resumed_dir}"))
     assert "Restoring states from the checkpoint" in output or "Restored all states" in output
     assert min(logged(resumed_dir / "metrics.csv", "train/loss")) >= 8  # went on from the saved step, not from 0
-    assert_same_state(checkpoint_state(resumed_dir / "checkpoints" / "last.ckpt"), expected)
+    assert_same_state(checkpoint_state(resumed_dir / "checkpoints" / "last.ckpt"), uninterrupted)
 
 
-# --- distributed ---------------------------------------------------------------------------------------
+def signal_at(step: int, name: str, group: bool = False) -> list[str]:
+    node = "+task.callbacks.signal"
+    return [f"{node}._target_=signal_at_step.SignalAtStep", f"{node}.step={step}", f"{node}.name={name}",
+            f"{node}.group={str(group).lower()}"]  # fmt: skip
+
+
+def stopped(process: subprocess.Popen, signum: int) -> str:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 128 + signum, output[-4000:]
+    return output
+
+
+@pytest.fixture
+def scontrol(tmp_path) -> tuple[dict, Path]:
+    """A stand-in ``scontrol`` first on PATH that records its arguments, and a SLURM job's variables."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}, calls
+
+
 @pytest.mark.slow
-def test_two_process_ddp_on_the_cpu(tmp_path, data_env):
-    out = tmp_path / "ddp"
-    output = finish(train_py(
-        "task=classification", "experiment=digits_demo", "hardware=cpu_ddp", "logger=csv", "task.progress_bar=false",
-        "task.max_epochs=1", "task.batch_size=8", "+task.trainer.limit_train_batches=4",
-        "+task.trainer.limit_val_batches=3", f"hydra.run.dir={out}",
-    ))  # fmt: skip
-    assert "distributed_backend=gloo" in output and "Starting with 2 processes" in output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["global_step"] == 4 and 0 <= metrics["val/top1"] <= 1
-    assert (out / "checkpoints" / "last.ckpt").exists()
+def test_sigusr1_checkpoints_requeues_and_the_requeued_job_continues_exactly(tmp_path, data_env, uninterrupted,
+                                                                             scontrol):  # fmt: skip
+    """SLURM's time-limit warning mid-epoch: the run saves last.ckpt after that step, requeues the job and stops;
+    the requeued job (same run directory, SLURM_RESTART_COUNT=1) ends exactly where the uninterrupted run did."""
+    slurm, calls = scontrol
+    run_dir = tmp_path / "job"
+    output = stopped(train_py(*RESUME, *signal_at(11, "SIGUSR1"), f"hydra.run.dir={run_dir}", env=slurm),
+                     signal.SIGUSR1)  # fmt: skip
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    assert f"stopped by SIGUSR1 at step 12: resumable checkpoint written to {checkpoint}" in output
+    assert calls.read_text() == "requeue 4242\n"
+    saved = checkpoint_state(checkpoint)
+    assert (saved["global_step"], saved["epoch"]) == (12, 1)  # mid-epoch: the 4th of 8 steps of epoch 1
+    assert not (run_dir / "metrics.json").exists()
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]  # no partial file
+
+    output = finish(train_py(*RESUME, f"hydra.run.dir={run_dir}", env={**slurm, "SLURM_RESTART_COUNT": "1"}))
+    assert f"requeued SLURM job: resuming from {checkpoint}" in output
+    assert_same_state(checkpoint_state(checkpoint), uninterrupted)
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 24
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_checkpoints_without_requeue_and_dataloader_workers_survive_it(
+    tmp_path, data_env, uninterrupted, scontrol
+):
+    """SIGTERM reaches every process of the job, DataLoader workers included (SLURM preemption, scancel): the
+    run still checkpoints and stops, without requeueing; resumed with ckpt_path= and 2 workers instead of
+    none, it ends exactly where the uninterrupted run did (augmentation does not depend on the workers)."""
+    slurm, calls = scontrol
+    workers = ["hardware.num_workers=2"]
+    run_dir = tmp_path / "preempted"
+    process = train_py(*RESUME, *workers, *signal_at(11, "SIGTERM", group=True), f"hydra.run.dir={run_dir}",
+                       env=slurm, start_new_session=True)  # fmt: skip
+    output = stopped(process, signal.SIGTERM)
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    assert f"stopped by SIGTERM at step 12: resumable checkpoint written to {checkpoint}; resume with ckpt_path=" in output
+    assert not calls.exists()  # SIGTERM may be scancel: never requeued
+    assert checkpoint_state(checkpoint)["global_step"] == 12
+
+    resumed_dir = tmp_path / "resumed"
+    finish(train_py(*RESUME, *workers, f"ckpt_path={checkpoint}", f"hydra.run.dir={resumed_dir}"))
+    assert_same_state(checkpoint_state(resumed_dir / "checkpoints" / "last.ckpt"), uninterrupted)
 
 
 # --- bad input ------------------------------------------------------------------------------------------
@@ -247,6 +308,35 @@ def test_missing_dataset_root_is_one_clear_error(tmp_path, monkeypatch):
     output, _ = process.communicate(timeout=300)
     assert process.returncode != 0
     assert "IMAGENET_ROOT" in output and "dataset.root" in output and "dataset=digits" in output
+
+
+def _class_folders(root: Path, layout: dict[str, dict[str, int]], content=None) -> Path:
+    """``layout``: split -> class -> number of images (``content`` writes one; a PNG by default)."""
+    for split, classes in layout.items():
+        for name, count in classes.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                path = root / split / name / f"{i}.png"
+                content(path) if content else Image.new("RGB", (32, 32), (40 * i, 90, 30)).save(path)
+    return root
+
+
+@pytest.mark.parametrize(
+    "layout, content, message",
+    [
+        ({"train": {"a": 2, "b": 0}, "val": {"a": 1, "b": 1}}, None, r"train: Found no valid file for the classes b"),
+        ({"train": {"a": 2, "b": 2}, "val": {"a": 1, "b": 1, "c": 1}}, None, r"class folders of .*val \(3\) differ"),
+        ({"train": {"a": 2, "b": 2}, "val": {"a": 2, "b": 2}}, lambda p: p.write_text("version https://git-lfs"),
+         r"none of 4 images sampled across .*train could be read \(0.png: UnidentifiedImageError"),
+    ],
+    ids=["empty-class", "other-classes", "nothing-readable"],
+)  # fmt: skip
+def test_class_folders_that_cannot_train_name_the_folder(tmp_path, layout, content, message):
+    root = _class_folders(tmp_path / "data", layout, content)
+    with pytest.raises(ConfigError, match=message):
+        run_in_process(tmp_path / "run", "dataset=image_folder", f"dataset.root={root}", "dataset.image_size=32",
+                       "task.batch_size=2", "task.max_epochs=1")  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_mode_and_checkpoint_mistakes_are_config_errors(tmp_path, data_env):

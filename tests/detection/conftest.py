@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from mmdet.datasets import CocoDataset
 
 from ravlt.data.shapes_coco import generate_shapes_coco
 
@@ -21,9 +22,11 @@ def coco_root(tmp_path_factory) -> Path:
     """The COCO 2017 layout with empty image folders and annotation files (enough to compose a run)."""
     root = tmp_path_factory.mktemp("coco")
     (root / "annotations").mkdir()
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(CocoDataset.METAINFO["classes"])]
     for split in ("train2017", "val2017"):
         (root / split).mkdir()
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(dict(images=[], annotations=[])))
+        annotations = dict(images=[], annotations=[], categories=categories)
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(annotations))
     return root
 
 

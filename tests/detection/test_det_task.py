@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from mmengine.config import Config
 
@@ -54,7 +55,7 @@ def test_every_detector_and_model_composes_with_overrides(detector, model, compo
 
 def test_pretrained_checkpoint_and_wandb_land_in_the_config(compose_run, coco_root, tmp_path):
     ckpt = tmp_path / "RAVLT_S.pth"
-    ckpt.write_bytes(b"")
+    torch.save({"model": timm.create_model("ravlt_s").state_dict()}, ckpt)  # released layout
     cfg = compose_run("task=detection", "model=ravlt_s", "dataset=coco", f"dataset.root={coco_root}", "hardware=cpu",
                       "logger=wandb", f"model.pretrained={ckpt}")  # fmt: skip
     mm_cfg = detection.build_config(cfg)
@@ -95,6 +96,36 @@ def test_missing_coco_data_names_the_path_and_the_key(missing, compose_run, tmp_
     message = str(err.value)
     assert str(root / missing if missing != "root" else root) in message
     assert "dataset.root=" in message and "COCO_ROOT" in message
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text[: len(text) // 2], "dataset.train_ann: .*instances_train2017.json is not a complete JSON"),
+        (lambda text: json.dumps({"info": {}}), "lacks the COCO key.s. images, annotations, categories"),
+        (lambda text: text.replace('"circle"', '"disc"'), "has no category named circle .its categories: disc, square"),
+    ],
+    ids=["truncated", "not-coco", "other-classes"],
+)  # fmt: skip
+def test_a_broken_annotation_file_is_refused_before_the_run(damage, message, compose_run, shapes_root, tmp_path):
+    import shutil
+
+    root = shutil.copytree(shapes_root, tmp_path / "shapes")
+    annotations = root / "annotations" / "instances_train2017.json"
+    annotations.write_text(damage(annotations.read_text()))
+    cfg = compose_run("task=detection", "detector=mask_rcnn_demo", "model=ravlt_t", "dataset=shapes_coco",
+                      f"dataset.root={root}", "hardware=cpu", "logger=csv")  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        detection.build_config(cfg)
+
+
+def test_evaluating_a_classification_checkpoint_as_a_detector_says_what_to_do(compose_run, shapes_root, tmp_path):
+    ckpt = tmp_path / "RAVLT_T.pth"
+    torch.save({"model": timm.create_model("ravlt_t").state_dict()}, ckpt)
+    cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t", "detector=mask_rcnn_demo",
+                      "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu", "logger=csv")  # fmt: skip
+    with pytest.raises(ConfigError, match="holds the weights of a RAVLT alone .* model.pretrained="):
+        detection.run(cfg)
 
 
 def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_root, tmp_path):

@@ -2,10 +2,13 @@
 from pathlib import Path
 
 import pytest
+import timm
+import torch
 from omegaconf import OmegaConf
 
 from ravlt.errors import ConfigError
 from ravlt.mm import settings
+from ravlt.models import CheckpointMismatchError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "detection" / "configs"
 
@@ -33,9 +36,16 @@ def test_set_model_switches_backbone_and_neck_widths(mm_cfg):
     assert mm_cfg.model.backbone.init_cfg is None  # no pretrained weights named: random init, said in a warning
 
 
-def test_set_model_refuses_a_missing_pretrained_file(mm_cfg, tmp_path):
-    with pytest.raises(ConfigError, match="model.pretrained"):
-        settings.set_model(mm_cfg, OmegaConf.create({"name": "ravlt_s", "pretrained": str(tmp_path / "none.pth")}))
+def test_set_model_refuses_a_missing_broken_or_other_variant_pretrained_file(mm_cfg, tmp_path):
+    model = {"name": "ravlt_s", "pretrained": str(tmp_path / "none.pth")}
+    with pytest.raises(CheckpointMismatchError, match="model.pretrained=.*none.pth: checkpoint not found"):
+        settings.set_model(mm_cfg, OmegaConf.create(model))
+    (tmp_path / "half.pth").write_bytes(b"PK\x03\x04 and then the copy stopped")
+    with pytest.raises(CheckpointMismatchError, match="model.pretrained=.*half.pth is truncated"):
+        settings.set_model(mm_cfg, OmegaConf.create({**model, "pretrained": str(tmp_path / "half.pth")}))
+    torch.save({"model": timm.create_model("ravlt_t").state_dict()}, tmp_path / "RAVLT_T.pth")
+    with pytest.raises(ConfigError, match="holds the weights of ravlt_t, not model=ravlt_s"):
+        settings.set_model(mm_cfg, OmegaConf.create({**model, "pretrained": str(tmp_path / "RAVLT_T.pth")}))
 
 
 def test_set_hardware_on_the_cpu_drops_amp_and_syncbn(mm_cfg):

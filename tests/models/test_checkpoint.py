@@ -7,6 +7,7 @@ import torch
 
 import ravlt  # noqa: F401  (registers the timm models)
 from ravlt.models import VARIANTS, CheckpointMismatchError, load_checkpoint
+from ravlt.models.checkpoint import read_checkpoint
 
 BLOCK_PARAMS = [
     "pos.weight", "pos.bias", "norm1.norm.weight", "norm1.norm.bias", "attn.qkvo.weight", "attn.qkvo.bias",
@@ -123,8 +124,27 @@ def test_truncated_file_raises_clear_error(tmp_path):
     torch.save({"model": timm.create_model("ravlt_t").state_dict()}, path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointMismatchError, match="could not read checkpoint"):
+    with pytest.raises(CheckpointMismatchError, match="is truncated"):
         load_checkpoint(timm.create_model("ravlt_t"), path)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "checkpoint not found"),
+        (lambda p: p.mkdir(), "is a folder; give the checkpoint file in it"),
+        (lambda p: p.write_bytes(b""), "is an empty file"),
+        (lambda p: p.write_text("model weights, honestly"), "is not a PyTorch checkpoint file"),
+        (lambda p: torch.save([1, 2], p), "holds a list, not a checkpoint"),
+        (lambda p: torch.save({"x": object}, p), "holds Python objects other than weights"),
+    ],
+    ids=["missing", "folder", "empty", "text", "list", "object"],
+)  # fmt: skip
+def test_files_that_are_not_checkpoints_name_the_option_and_the_file(tmp_path, make, message):
+    path = tmp_path / "RAVLT_T.pth"
+    make(path)
+    with pytest.raises(CheckpointMismatchError, match=rf"^(could not read checkpoint )?model.pretrained={path}.*{message}"):
+        read_checkpoint(path, "model.pretrained")
 
 
 def test_missing_keys_are_not_loaded_silently(tmp_path):

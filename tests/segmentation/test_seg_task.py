@@ -1,13 +1,17 @@
 """`task=segmentation` through Hydra: every segmentor x model composes into an mmengine config carrying the
 overrides; bad data roots fail clearly; evaluation of a checkpoint returns mIoU / mAcc / aAcc and counts
-out-of-range labels; the CLI trains, draws validation pictures and evaluates end to end."""
+out-of-range labels; the CLI trains, draws validation pictures and evaluates end to end; a signalled run
+checkpoints, requeues and resumes."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 from mmengine.config import Config
 
@@ -82,7 +86,7 @@ def test_sliding_window_test_mode(compose_run, ade_root):
 
 def test_pretrained_checkpoint_and_wandb_land_in_the_config(compose_run, ade_root, tmp_path):
     ckpt = tmp_path / "RAVLT_S.pth"
-    ckpt.write_bytes(b"")
+    torch.save({"model": timm.create_model("ravlt_s").state_dict()}, ckpt)  # released layout
     cfg = compose_run("task=segmentation", "model=ravlt_s", "dataset=ade20k", f"dataset.root={ade_root}",
                       "hardware=cpu", "logger=wandb", f"model.pretrained={ckpt}")  # fmt: skip
     mm_cfg = segmentation.build_config(cfg)
@@ -204,3 +208,46 @@ def test_two_process_ddp_on_the_cpu(compose_run, shapes_ade_root, tiny_spec):
                       "hardware=cpu_ddp", "logger=none", "task.max_iters=2", "task.val_interval=2",
                       "task.batch_size=1")  # fmt: skip
     assert METRIC_KEYS <= segmentation.run(cfg).keys()
+
+
+@pytest.mark.slow
+def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_at_that_iteration(shapes_ade_root, tiny_spec,
+                                                                                       tmp_path):  # fmt: skip
+    """SLURM's time-limit warning during an mmengine run: ravlt.PreemptionHook saves iter_<k>.pth (atomically) after
+    the iteration under way, points last_checkpoint at it, calls `scontrol requeue` (a stand-in on PATH records
+    it) and stops; the requeued job resumes at iteration k with the optimizer state and finishes the schedule."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "SLURM_JOB_ID": "77", "HYDRA_FULL_ERROR": "0"}  # fmt: skip
+    run_dir, max_iters = tmp_path / "job", 12
+    command = [sys.executable, "train.py", "task=segmentation", "model=ravlt_t", "segmentor=fpn_demo",
+               *_shapes(shapes_ade_root, tiny_spec), "hardware=cpu", "hardware.num_workers=0", "logger=none",
+               f"task.max_iters={max_iters}", f"task.val_interval={max_iters}", "task.batch_size=1",
+               "task.vis_interval=0", "+task.cfg_options.default_hooks.checkpoint.interval=2",
+               f"hydra.run.dir={run_dir}"]  # fmt: skip
+    job = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while not (run_dir / "iter_2.pth").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGUSR1)
+    output = job.communicate(timeout=600)[0]
+    assert job.returncode == 128 + signal.SIGUSR1, output[-4000:]
+    stop = next(line for line in output.splitlines() if line.startswith("stopped by SIGUSR1 at step "))
+    iteration = int(stop.split("at step ")[1].split(":")[0])
+    assert 2 <= iteration < max_iters
+    checkpoint = run_dir / f"iter_{iteration}.pth"
+    assert (run_dir / "last_checkpoint").read_text() == str(checkpoint) and calls.read_text() == "requeue 77\n"
+    assert torch.load(checkpoint, weights_only=False)["meta"]["iter"] == iteration
+    assert not (run_dir / "metrics.json").exists() and not list(run_dir.glob(".*.tmp-*"))
+
+    resumed = subprocess.run(command, cwd=PROJECT_ROOT, env={**env, "SLURM_RESTART_COUNT": "1"}, text=True,
+                             capture_output=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    assert f"resumed epoch: 0, iter: {iteration}" in resumed.stdout + resumed.stderr
+    final = torch.load(run_dir / f"iter_{max_iters}.pth", weights_only=False)
+    assert final["meta"]["iter"] == max_iters
+    assert all(int(state["step"]) == max_iters for state in final["optimizer"]["state"].values())
+    assert METRIC_KEYS <= json.loads((run_dir / "metrics.json").read_text()).keys()

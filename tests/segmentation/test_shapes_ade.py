@@ -1,8 +1,10 @@
 """The generated shapes dataset: ADE20K file layout and label convention, fixed seed, regenerated only
 when its specification changes."""
 import numpy as np
+import pytest
 from PIL import Image
 
+from ravlt.data import shapes_ade
 from ravlt.data.shapes_ade import CLASSES, OTHER, ShapesADESpec, data_dir, generate_shapes_ade
 
 
@@ -52,3 +54,28 @@ def test_a_copy_from_an_older_generator_is_redrawn(tiny_spec, tmp_path):
     first.write_bytes(b"stale")
     generate_shapes_ade(root, tiny_spec)
     assert first.read_bytes() != b"stale"
+
+
+def test_an_interrupted_generation_leaves_the_previous_copy_or_nothing(tiny_spec, tmp_path, monkeypatch):
+    drawn, render = [], shapes_ade.render_sample
+
+    def killed_after_three(rng, spec):
+        if len(drawn) == 3:
+            raise KeyboardInterrupt  # Ctrl-C, or a job killed while generating
+        drawn.append(1)
+        return render(rng, spec)
+
+    monkeypatch.setattr(shapes_ade, "render_sample", killed_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        generate_shapes_ade(tmp_path / "new", tiny_spec)
+    assert not data_dir(tmp_path / "new").exists() and not list((tmp_path / "new").iterdir())
+
+    monkeypatch.undo()
+    root = generate_shapes_ade(tmp_path / "old", tiny_spec)
+    before = [p.read_bytes() for p in _files(root, "images", "training")]
+    monkeypatch.setattr(shapes_ade, "render_sample", killed_after_three)
+    drawn.clear()
+    with pytest.raises(KeyboardInterrupt):
+        generate_shapes_ade(root, ShapesADESpec(num_train=3, num_val=2, image_size=64, seed=1))
+    assert [p.read_bytes() for p in _files(root, "images", "training")] == before
+    assert sorted(p.name for p in root.iterdir()) == ["ADEChallengeData2016"]

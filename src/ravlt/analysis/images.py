@@ -10,6 +10,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from ravlt.data.images import IMAGE_SUFFIXES, read_image
+from ravlt.errors import ConfigError
 from ravlt.models.ravlt import IMAGENET_MEAN, IMAGENET_STD
 
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -24,10 +25,10 @@ def folder_images(folder: str | os.PathLike) -> list[tuple[str, Image.Image]]:
     """Every image file directly in ``folder`` (sorted by name); an unreadable one raises."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--images: not a folder: {folder}")
+        raise ConfigError(f"--images {folder}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"--images: no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise ConfigError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it")
     return [(p.name, read_image(p)) for p in files]
 
 

@@ -22,7 +22,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ravlt.models import VARIANTS, CheckpointMismatchError, load_checkpoint
+from ravlt.checks import check_attn_types, check_device
+from ravlt.commands import ArgumentParser, positive_int, run_command
+from ravlt.models import VARIANTS, load_checkpoint
 from ravlt.tracking import wandb_mode
 
 from .hooks import record_attention_inputs
@@ -111,7 +113,7 @@ def log_to_wandb(args: argparse.Namespace, data: dict, pngs: list[Path], json_pa
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ravlt-rank", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="ravlt-rank", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="ravlt_t", choices=sorted(VARIANTS), help="variant (default ravlt_t)")
     p.add_argument(
         "--checkpoint",
@@ -126,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=rtol_help)
     p.add_argument("--out", required=True, type=Path, help="folder for rank_stage*.png and rank.json")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--wandb", action="store_true", help="log the table, plots and JSON to W&B")
     p.add_argument("--wandb-project", default="ravlt", help="W&B project (default ravlt)")
     p.add_argument(
@@ -141,15 +143,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """The command: an input mistake ends in one ``error:`` line and exit status 2 (:mod:`ravlt.commands`)."""
+    return run_command(lambda: analyse_command(parse_args(argv)))
+
+
+def analyse_command(args: argparse.Namespace) -> int:
+    check_device("--device", args.device)
+    check_attn_types("--attn-types", args.model, args.attn_types)
+    args.out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after the analysis
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        model = build_model(args.model, args.checkpoint, args.attn_types, args.ema).to(args.device)
-        images = folder_images(args.images) if args.images else sample_images()
-    except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = build_model(args.model, args.checkpoint, args.attn_types, args.ema).to(args.device)
+    images = folder_images(args.images) if args.images else sample_images()
     random_init = not args.checkpoint
     if random_init:
         print("WARNING: no --checkpoint: analysing a RANDOMLY INITIALISED model. Its ranks say nothing about a "
@@ -158,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.image_size}×{args.image_size}:")  # fmt: skip
     blocks = analyse(model, images, args.image_size, args.rtol)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     pngs = []
     for stage, stage_blocks in by_stage(blocks):
         print()

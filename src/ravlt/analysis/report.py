@@ -6,6 +6,8 @@ import os
 from itertools import groupby
 from pathlib import Path
 
+from ravlt.files import write_text_atomically
+
 from .attentions import ATTENTIONS
 from .measure import QUANTITIES, STATS, BlockRanks
 
@@ -125,6 +127,4 @@ def to_json(blocks: list[BlockRanks], meta: dict, comparison: dict) -> dict:
 
 
 def write_json(data: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    return write_text_atomically(path, json.dumps(data, indent=1) + "\n")

@@ -18,6 +18,9 @@ from pathlib import Path
 import timm
 import torch
 
+from ravlt.checks import check_device
+from ravlt.commands import ArgumentParser, nonnegative_float, positive_int, run_command
+from ravlt.errors import ConfigError
 from ravlt.models import SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 from ravlt.tools.flops import count
@@ -32,15 +35,15 @@ SGEMM_N = 2048
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ravlt.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m ravlt.bench", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--workloads", nargs="+", default=["eval", "train", "sweep"], choices=["eval", "train", "sweep"],
                    help="eval: inference at 224² (batch 16 CPU, 128 CUDA); train: a training step, same batch; "
                    "sweep: inference at 224²/512²/1024² (batch 1 CPU, 16 CUDA)")
-    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
-    p.add_argument("--min-seconds", type=float, default=0.5, help="least duration of one timed repeat")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="interleaved rounds; the median is reported")
+    p.add_argument("--min-seconds", type=nonnegative_float, default=0.5, help="least duration of one timed repeat")
+    p.add_argument("--threads", type=positive_int, default=2, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--clock", choices=list(CLOCKS), default="wall",
                    help="wall: elapsed time; cpu: the thread's CPU time, immune to other jobs on a shared "
                    "machine (needs --threads 1 on CPU)")
@@ -165,9 +168,11 @@ def make_rows(specs, workloads, times: dict, peaks: dict, gmacs: dict, sgemm: fl
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.device:
+        check_device("--device", args.device)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.clock == "cpu" and (device.type != "cpu" or args.threads != 1):
-        raise SystemExit("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
+        raise ConfigError("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     kept_freed_memory = not args.system_malloc and keep_freed_memory()
@@ -212,14 +217,18 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The command: an input mistake ends in one ``error:`` line and exit status 2 (:mod:`ravlt.commands`)."""
     argv = sys.argv[1:] if argv is None else argv
     if "--suite" in argv or any(a.startswith("--suite=") for a in argv):  # the GPU check's suite
         from .cuda import main as suite_main
 
         return suite_main(argv)
-    args = parse_args(argv)
+    return run_command(lambda: bench_command(parse_args(argv)))
+
+
+def bench_command(args: argparse.Namespace) -> dict:
+    args.out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after the timing
     result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
     print()
     print(table(result))
     write_json(result, args.out / "bench.json")

@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from ravlt.files import write_text_atomically
+
 # The targets for RAVLT-S against convnext_tiny, CPU fp32, same run.
 RATIO_TARGETS = (
     ("eval b16 224²", 0.8, "RAVLT-S / convnext_tiny img/s, inference 224² (goal 1.0)"),
@@ -86,7 +88,7 @@ def table(result: dict) -> str:
 
 
 def write_json(result: dict, path: Path) -> None:
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
 def plot(result: dict, path: Path) -> bool:

@@ -6,11 +6,13 @@ from .checkpointing import AtomicCheckpointIO, RngStateCheckpoint
 from .data import ImageFolderDataModule, SkippingImageFolder, Unreadable, collate_readable
 from .loggers import finish_wandb
 from .module import ImageClassifier
+from .preemption import PreemptionCheckpoint
 
 __all__ = [
     "AtomicCheckpointIO",
     "ImageClassifier",
     "ImageFolderDataModule",
+    "PreemptionCheckpoint",
     "RngStateCheckpoint",
     "SkippingImageFolder",
     "Unreadable",

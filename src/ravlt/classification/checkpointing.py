@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ravlt.files import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -24,17 +24,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None or "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def collect_rng_states() -> dict:
@@ -63,7 +54,8 @@ def set_rng_states(states: Mapping) -> None:
 
 class RngStateCheckpoint(L.Callback):
     """Keeps the RNG states in every checkpoint and restores them on resume, so the resumed run draws the
-    augmentations (and worker seeds) the uninterrupted run would have drawn."""
+    random numbers of the model (DropPath, Mixup) that the uninterrupted run would have drawn. (The data
+    augmentation has seeds of its own: :mod:`ravlt.classification.sampling`.)"""
 
     def state_dict(self) -> dict:
         return collect_rng_states()

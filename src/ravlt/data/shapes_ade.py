@@ -18,6 +18,9 @@ import argparse
 import colorsys
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -112,27 +115,49 @@ def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(),
     """Write the dataset under ``root`` unless an identical one is already there; returns ``root``.
 
     Each split draws from its own seeded stream, so the validation images do not depend on
-    ``num_train``.
+    ``num_train``. The files go to a temporary sibling folder that replaces ``ADEChallengeData2016`` in
+    one rename at the end: an interrupted run leaves the previous copy (or none), never half of one.
     """
     root = Path(root)
     if _is_complete(root, spec) and not overwrite:
         return root
     base = data_dir(root)
-    (base / _DONE_FILE).unlink(missing_ok=True)
-    for split_index, (split, prefix) in enumerate(SPLITS.items()):
-        img_dir, ann_dir = base / "images" / split, base / "annotations" / split
-        for d in (img_dir, ann_dir):
-            d.mkdir(parents=True, exist_ok=True)
-            for old in d.glob(f"ADE_{prefix}_*"):
-                old.unlink()
-        rng = np.random.default_rng([spec.seed, split_index])
-        count = spec.num_train if split == "training" else spec.num_val
-        for i in range(1, count + 1):
-            img, lbl = render_sample(rng, spec)
-            img.save(img_dir / f"ADE_{prefix}_{i:08d}.jpg", quality=95)
-            lbl.save(ann_dir / f"ADE_{prefix}_{i:08d}.png")
-    (base / _DONE_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}-", dir=root))
+    try:
+        for split_index, (split, prefix) in enumerate(SPLITS.items()):
+            img_dir, ann_dir = tmp / "images" / split, tmp / "annotations" / split
+            img_dir.mkdir(parents=True)
+            ann_dir.mkdir(parents=True)
+            rng = np.random.default_rng([spec.seed, split_index])
+            count = spec.num_train if split == "training" else spec.num_val
+            for i in range(1, count + 1):
+                img, lbl = render_sample(rng, spec)
+                img.save(img_dir / f"ADE_{prefix}_{i:08d}.jpg", quality=95)
+                lbl.save(ann_dir / f"ADE_{prefix}_{i:08d}.png")
+        (tmp / _DONE_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
+        if overwrite or not _is_complete(root, spec):  # else another process (a DDP rank) finished first
+            _replace_folder(tmp, base)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _replace_folder(new: Path, old: Path) -> None:
+    """Put ``new`` where ``old`` is (moved aside first, then deleted). When another process does the same at
+    once, one complete copy ends up there and the other is dropped."""
+    stale = old.with_name(f"{new.name}-old")
+    if old.exists():
+        try:
+            os.rename(old, stale)
+        except FileNotFoundError:  # another process moved it first
+            pass
+    try:
+        os.rename(new, old)
+    except OSError:
+        if not (old / _DONE_FILE).is_file():  # neither ours nor a complete copy of another process
+            raise
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def ensure_shapes_ade(root: str | Path, **spec) -> Path:

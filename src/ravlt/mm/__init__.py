@@ -1,5 +1,6 @@
 """OpenMMLab side of RAVLT: the ``ravlt`` registry scope, the dense backbone for mmdet and mmseg, and
-a W&B hook for interactive validation images.
+a W&B hook for interactive validation images, unreadable data files reported by name, atomic checkpoint
+writes and a clean stop on preemption.
 
 Configs load it with ``custom_imports=dict(imports=['ravlt.mm'], allow_failed_imports=False)`` and
 use ``type='ravlt.RAVLTBackbone'``. :mod:`ravlt.mm.settings` applies the project's Hydra settings to
@@ -8,6 +9,10 @@ an mmengine config and :mod:`ravlt.mm.runner` runs it (both shared by detection 
 from . import compat  # noqa: F401  (first: config scopes of the OpenMMLab fork)
 from .backbone import RAVLTBackbone
 from .hooks import WandbDetectionImagesHook
+from .loading import NameFile
+from .preemption import PreemptionHook
 from .registry import HOOKS, METRICS, MODELS, TRANSFORMS
 
-__all__ = ["HOOKS", "METRICS", "MODELS", "TRANSFORMS", "RAVLTBackbone", "WandbDetectionImagesHook"]
+__all__ = [
+    "HOOKS", "METRICS", "MODELS", "TRANSFORMS", "NameFile", "PreemptionHook", "RAVLTBackbone", "WandbDetectionImagesHook",
+]

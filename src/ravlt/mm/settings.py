@@ -25,8 +25,9 @@ What each takes:
   none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval).
 - ``logger``: ``wandb`` adds mmengine's ``WandbVisBackend`` (offline unless ``WANDB_MODE`` says
   otherwise), ``tensorboard`` its ``TensorboardVisBackend``; local JSON scalars and images always.
-- the run: ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``, and ``cfg_options`` (a nested
-  dict merged last, like ``tools/train.py --cfg-options``).
+- the run: ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``, atomic checkpoint writes,
+  ``ravlt.PreemptionHook``, the dataloaders' loaders wrapped in ``ravlt.NameFile``, and ``cfg_options`` (a
+  nested dict merged last, like ``tools/train.py --cfg-options``).
 """
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ravlt.errors import ConfigError
 from ravlt.models import VARIANTS
+from ravlt.models.checkpoint import checkpoint_weights, describe_variant, read_checkpoint
 from ravlt.tracking import wandb_mode
+
+from .loading import name_unreadable_files
+from .preemption import ATOMIC_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +116,7 @@ def set_model(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
     backbone.attn_types = OmegaConf.to_container(attn_types) if isinstance(attn_types, ListConfig) else attn_types
     if model_cfg.get("pretrained"):
         checkpoint = resolve_path(model_cfg.pretrained)
-        if not checkpoint.is_file():
-            raise ConfigError(f"model.pretrained: checkpoint not found: {checkpoint}")
+        check_pretrained_variant(checkpoint, model_cfg.name)
         backbone.init_cfg = dict(type="Pretrained", checkpoint=str(checkpoint))
     elif backbone.get("init_cfg"):
         log.warning(
@@ -132,6 +136,17 @@ def set_model(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
                 index = head.get("in_index", -1)
                 head.in_channels = [channels[i] for i in index] if isinstance(index, (list, tuple)) else channels[index]
     return channels
+
+
+def check_pretrained_variant(path: Path, model_name: str) -> None:
+    """``model.pretrained`` is a readable checkpoint of the chosen variant (refused now, not after the
+    dataset and detector are built; the backbone loads it strictly later)."""
+    looks_like = describe_variant(checkpoint_weights(read_checkpoint(path, "model.pretrained")))
+    if looks_like != model_name:
+        raise ConfigError(
+            f"model.pretrained={path} holds the weights of {looks_like}, not model={model_name}; "
+            "pick the model that matches the checkpoint"
+        )
 
 
 def set_num_classes(node, num_classes: int) -> None:
@@ -298,9 +313,18 @@ def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: st
 
 
 def set_run(mm_cfg: Config, seed: int, output_dir: str, run_name: str, cfg_options: DictConfig | None = None) -> None:
-    """Seed, work directory and experiment name; ``cfg_options`` (nested) merged last."""
+    """Seed, work directory and experiment name, checkpoints written atomically and a checkpoint on
+    preemption (:mod:`ravlt.mm.preemption`), unreadable data files named (:mod:`ravlt.mm.loading`);
+    ``cfg_options`` (nested) merged last."""
     mm_cfg.work_dir = str(output_dir)
     mm_cfg.randomness = dict(seed=int(seed), deterministic=False)
     mm_cfg.experiment_name = run_name
+    checkpoint_hook = mm_cfg.get("default_hooks", {}).get("checkpoint")
+    if checkpoint_hook is not None:
+        checkpoint_hook.backend_args = dict(backend=ATOMIC_BACKEND)
+    mm_cfg.custom_hooks = [*mm_cfg.get("custom_hooks", []), dict(type="ravlt.PreemptionHook")]
+    for name in DATALOADERS:
+        if mm_cfg.get(name):
+            name_unreadable_files(mm_cfg[name].dataset)
     if cfg_options:
         mm_cfg.merge_from_dict(OmegaConf.to_container(cfg_options, resolve=True))

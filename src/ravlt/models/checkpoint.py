@@ -46,33 +46,55 @@ DENSE_ONLY_PREFIXES = ("extra_norms.",)
 CLASSIFIER_ONLY_PREFIXES = ("proj.", "norm.", "head.")
 
 
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint that cannot be read, or whose keys or shapes do not fit the model it is loaded into."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> Mapping:
+def read_checkpoint(path: str | os.PathLike, key: str = "checkpoint") -> Mapping:
     """The checkpoint at ``path``, read with ``torch.load(weights_only=True)`` (tensors on the CPU,
-    memory-mapped: reading what a large file holds costs little until the tensors are used)."""
+    memory-mapped: reading what a large file holds costs little until the tensors are used).
+
+    A file that is missing, empty, truncated or not a checkpoint raises :class:`CheckpointMismatchError`
+    naming ``key``, the option that gave the path (``model.pretrained``, ``ckpt_path``, ...).
+    """
     path = os.fspath(path)
+    where = f"{key}={path}"
+    if os.path.isdir(path):
+        raise CheckpointMismatchError(f"{where} is a folder; give the checkpoint file in it")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointMismatchError(f"{where}: checkpoint not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointMismatchError(f"{where} is an empty file (an interrupted download or copy?)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    is_zip = zipfile.is_zipfile(path)  # torch.save's format; the legacy one is a pickle
+    if head.startswith(ZIP_MAGIC) and not is_zip:
+        raise CheckpointMismatchError(f"{where} is truncated (its zip archive has no end); copy or download it again")
+    if not is_zip and not head.startswith(PICKLE_MAGIC):
+        raise CheckpointMismatchError(f"{where} is not a PyTorch checkpoint file (torch.save writes a zip archive)")
     try:
         with torch.serialization.safe_globals(_training_state_globals(path)):
-            mmap = zipfile.is_zipfile(path)  # torch.save's format; a legacy file cannot be mapped
+            mmap = is_zip  # a legacy file cannot be mapped
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         others = sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) - set(TRAINING_STATE_TYPES))
         raise CheckpointMismatchError(
-            f"{path} holds Python objects other than weights ({', '.join(others[:5]) or type(e).__name__}), which are "
-            "not loaded, for safety (torch.load weights_only); save the model's state_dict() instead"
+            f"{where} holds Python objects other than weights ({', '.join(others[:5]) or type(e).__name__}), which "
+            "are not loaded, for safety (torch.load weights_only); save the model's state_dict() instead"
         ) from e
     except Exception as e:  # truncated zip, pickle of arbitrary objects, not a torch file, ...
+        reason = (str(e).splitlines() or [""])[0][:200]
         raise CheckpointMismatchError(
-            f"could not read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "Is the file complete (compare its size with the source) and a PyTorch checkpoint?"
+            f"could not read checkpoint {where} ({type(e).__name__}: {reason}). Is the file complete (compare its "
+            "size with the source) and a PyTorch checkpoint?"
         ) from e
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointMismatchError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint (a dict of weights)")
+        raise CheckpointMismatchError(
+            f"{where} holds a {type(checkpoint).__name__}, not a checkpoint (a dict of weights)"
+        )
     return checkpoint
 
 
@@ -187,7 +209,7 @@ def _mismatch_error(title: str, problems: dict[str, list[str]], hint: str) -> Ch
     lines = [title]
     for kind, keys in problems.items():
         if keys:
-            shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+            shown = ", ".join(keys[:3]) + (f", ... ({len(keys)} in all)" if len(keys) > 3 else "")
             lines.append(f"  {kind}: {shown}")
     lines.append(hint)
     return CheckpointMismatchError("\n".join(lines))

@@ -201,7 +201,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
-def _per_stage_attn_types(attn_types, depths) -> list[list[str]]:
+def per_stage_attn_types(attn_types, depths) -> list[list[str]]:
     """Accept one letter per stage ('llvv') or an explicit per-block list per stage."""
     if isinstance(attn_types, str):
         attn_types = list(attn_types)
@@ -252,7 +252,7 @@ class RAVLT(nn.Module):
         self.head_hidden_size = head_hidden_size
         self.global_pool = global_pool
         self.drop_rate = drop_rate
-        self.attn_types = _per_stage_attn_types(attn_types, depths)
+        self.attn_types = per_stage_attn_types(attn_types, depths)
 
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()

@@ -10,6 +10,7 @@ import importlib
 
 from omegaconf import DictConfig
 
+from ravlt.checks import check_device, check_model, check_ranges
 from ravlt.errors import ConfigError
 
 TASKS = ("classification", "detection", "segmentation")
@@ -19,4 +20,7 @@ def run(cfg: DictConfig) -> dict:
     name = cfg.task.name
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    check_ranges(cfg)
+    check_model(cfg.model)
+    check_device("device", cfg.device)
     return importlib.import_module(f"ravlt.predict.{name}").predict(cfg)

@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ravlt.errors import ConfigError
 from ravlt.models.checkpoint import CheckpointMismatchError, stored_weights
 
 TASK_PREFIXES = {
@@ -21,10 +22,10 @@ class WrongTaskError(CheckpointMismatchError):
 
 def existing_file(path: str | os.PathLike | None, key: str) -> Path:
     if not path:
-        raise FileNotFoundError(f"{key}=... is required")
+        raise ConfigError(f"{key}=... is required")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise FileNotFoundError(f"{key}={path}: file not found")
+        raise ConfigError(f"{key}={path}: {'a folder, not a file' if file.is_dir() else 'file not found'}")
     return file
 
 

@@ -18,6 +18,7 @@ from ravlt.models.checkpoint import load_strictly, stored_weights
 log = logging.getLogger(__name__)
 
 BACKBONE_TYPES = ("ravlt.RAVLTBackbone", "RAVLTBackbone")
+OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def config_from_checkpoint(checkpoint: Mapping) -> Config | None:
@@ -80,6 +81,8 @@ def overlay_path(cfg: DictConfig, task: str) -> Path:
     """``output=...``, or ``<image stem>_<task>.png`` next to the input image."""
     if cfg.get("output"):
         out = Path(cfg.output).expanduser()
+        if out.suffix.lower() not in OVERLAY_SUFFIXES:
+            raise ConfigError(f"output={cfg.output}: name a picture file ({', '.join(OVERLAY_SUFFIXES)})")
     else:
         image = Path(cfg.image)
         out = image.with_name(f"{image.stem}_{task}.png")

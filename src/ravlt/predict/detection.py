@@ -12,6 +12,8 @@ from mmengine.dataset import Compose
 from omegaconf import DictConfig
 
 from ravlt.data.images import read_image
+from ravlt.files import atomic_path
+from ravlt.mm.loading import unwrapped
 from ravlt.models.checkpoint import read_checkpoint
 
 from .checkpoints import existing_file, require_task
@@ -22,7 +24,8 @@ SHOWN = 10  # detections listed on the console
 
 def inference_pipeline(config) -> Compose:
     """The config's test pipeline for an in-memory image: no annotations to load."""
-    steps = [step for step in copy.deepcopy(get_test_pipeline_cfg(config)) if "LoadAnnotations" not in step["type"]]
+    steps = unwrapped(copy.deepcopy(get_test_pipeline_cfg(config)))
+    steps = [step for step in steps if "LoadAnnotations" not in step["type"]]
     steps[0]["type"] = "mmdet.LoadImageFromNDArray"
     return Compose(steps)
 
@@ -45,10 +48,11 @@ def predict(cfg: DictConfig) -> dict:
     out = overlay_path(cfg, "detection")
     visualizer = DetLocalVisualizer(name="ravlt_predict_detection")
     visualizer.dataset_meta = model.dataset_meta
-    visualizer.add_datasample(
-        "prediction", np.asarray(image), result, draw_gt=False,
-        pred_score_thr=cfg.score_threshold, out_file=str(out),
-    )  # fmt: skip
+    with atomic_path(out) as tmp:
+        visualizer.add_datasample(
+            "prediction", np.asarray(image), result, draw_gt=False,
+            pred_score_thr=cfg.score_threshold, out_file=str(tmp),
+        )  # fmt: skip
 
     instances = result.pred_instances
     keep = instances.scores >= cfg.score_threshold

@@ -9,6 +9,7 @@ from mmseg.visualization import SegLocalVisualizer
 from omegaconf import DictConfig
 
 from ravlt.data.images import read_image
+from ravlt.files import atomic_path
 from ravlt.models.checkpoint import read_checkpoint
 
 from .checkpoints import existing_file, require_task
@@ -45,7 +46,8 @@ def predict(cfg: DictConfig) -> dict:
     out = overlay_path(cfg, "segmentation")
     visualizer = SegLocalVisualizer(name="ravlt_predict_segmentation", alpha=cfg.opacity)
     visualizer.set_dataset_meta(classes=classes, palette=palette)
-    visualizer.add_datasample("prediction", np.asarray(image), result, draw_gt=False, out_file=str(out))
+    with atomic_path(out) as tmp:
+        visualizer.add_datasample("prediction", np.asarray(image), result, draw_gt=False, out_file=str(tmp))
 
     labels = result.pred_sem_seg.data.flatten().cpu()
     counts = torch.bincount(labels, minlength=len(classes)).double() / labels.numel()

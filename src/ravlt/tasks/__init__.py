@@ -9,7 +9,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ravlt.checks import check_hardware, check_model, check_ranges
 from ravlt.errors import ConfigError
+from ravlt.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ def run(cfg: DictConfig) -> float | None:
             f"dataset={cfg.dataset.name} is a {dataset_task} dataset but task={name}; "
             f"pick a {name} dataset (see conf/dataset/)"
         )
+    check_ranges(cfg)
+    check_model(cfg.model)
+    check_hardware(cfg.hardware)
     if cfg.hardware.get("keep_freed_memory"):
         from ravlt.tools.malloc import keep_freed_memory
 
@@ -51,12 +56,8 @@ def is_global_zero() -> bool:
 
 def write_metrics(metrics: dict, output_dir: str | os.PathLike) -> Path:
     """Print the final metrics and write them to ``<output_dir>/metrics.json`` atomically."""
-    out = Path(output_dir) / "metrics.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, str)) else v) for k, v in metrics.items()}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    out = write_text_atomically(Path(output_dir) / "metrics.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
     width = max((len(k) for k in clean), default=0)
     print("Final metrics:")
     for k, v in sorted(clean.items()):

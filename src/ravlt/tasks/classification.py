@@ -35,6 +35,7 @@ from ravlt.models.checkpoint import (
     read_checkpoint,
     recorded_model,
 )
+from ravlt.preemption import requeued_slurm_job
 
 from . import ConfigError
 
@@ -141,24 +142,38 @@ def check_recorded_model(checkpoint: Mapping, path: str, model: DictConfig) -> N
 
 
 def check_resume_checkpoint(path: str) -> None:
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt_path={path}: file not found")
-    if not is_lightning_checkpoint(read_checkpoint(path)):
+    if not is_lightning_checkpoint(read_checkpoint(path, "ckpt_path")):
         raise ConfigError(
             f"ckpt_path={path} is not a training checkpoint of this project, so there is no run to resume. "
             "To start from its weights use model.pretrained=...; to evaluate it use task.mode=eval."
         )
 
 
+def resume_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path``; in a requeued SLURM job without one, the checkpoint that the preemption callback
+    writes into the run directory, when it is there."""
+    if cfg.ckpt_path or not requeued_slurm_job():
+        return cfg.ckpt_path
+    node = cfg.task.callbacks.get("preemption")
+    found = Path(node.dirpath) / node.filename if node else None
+    if found is not None and found.is_file():
+        log.info("requeued SLURM job: resuming from %s", found)
+        return str(found)
+    return None
+
+
 def quiet_lightning() -> None:
     """Under Hydra, whose handlers already print every record, drop Lightning's own console handlers
-    (which would print each line twice) and the warning about the EMA copy being in eval mode."""
+    (which would print each line twice), the warning about the EMA copy being in eval mode and the one
+    about a mid-epoch checkpoint."""
     if logging.getLogger().handlers:
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # resuming mid-epoch is exact here: the DataModule restores the epoch's position itself
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -171,8 +186,9 @@ def run(cfg: DictConfig) -> dict:
             "task.mode=eval needs ckpt_path=/path/to/checkpoint: one of ours (<run dir>/checkpoints/last.ckpt) "
             "or a released RAVLT_T/S/B/L.pth"
         )
-    if cfg.ckpt_path and training:
-        check_resume_checkpoint(cfg.ckpt_path)
+    resume = resume_path(cfg) if training else None
+    if resume:
+        check_resume_checkpoint(resume)
 
     quiet_lightning()
     if cfg.hardware.get("threads"):
@@ -183,11 +199,11 @@ def run(cfg: DictConfig) -> dict:
 
     if training:
         module = build_module(cfg, datamodule, ema=bool(task.ema.enabled))
-        if cfg.model.pretrained and not cfg.ckpt_path:
-            load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained), for_eval=False)
+        if cfg.model.pretrained and not resume:
+            load_checkpoint_weights(module, read_checkpoint(cfg.model.pretrained, "model.pretrained"), for_eval=False)
             log.info("starting from the weights of %s", cfg.model.pretrained)
     else:  # the EMA is evaluated when the checkpoint has EMA weights
-        checkpoint = read_checkpoint(cfg.ckpt_path)
+        checkpoint = read_checkpoint(cfg.ckpt_path, "ckpt_path")
         check_recorded_model(checkpoint, cfg.ckpt_path, cfg.model)
         module = build_module(cfg, datamodule, ema=has_ema(checkpoint))
         load_checkpoint_weights(module, checkpoint, for_eval=True)
@@ -200,7 +216,7 @@ def run(cfg: DictConfig) -> dict:
         logger.log_hyperparams({"config": plain(cfg), "model/params": num_params})
 
     if training:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         best, last = callbacks.get("best_checkpoint"), callbacks.get("last_checkpoint")
         if best is not None and best.best_model_score is not None:  # none with fast_dev_run

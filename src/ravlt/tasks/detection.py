@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from omegaconf import DictConfig
 
+from ravlt.data.coco_annotations import check_coco_annotations
 from ravlt.data.roots import dataset_root, require
 from ravlt.mm import runner
 from ravlt.mm import settings as mm
@@ -24,10 +26,14 @@ EVALUATORS = ("val_evaluator", "test_evaluator")
 
 
 def checked_root(dataset: DictConfig, need_train: bool) -> Path:
-    """The dataset's root (generated first for the offline dataset), checked against the COCO layout."""
+    """The dataset's root (generated first for the offline dataset), checked against the COCO layout, and
+    its annotation files (:mod:`ravlt.data.coco_annotations`)."""
     root = dataset_root(dataset, LAYOUT)
     splits = ("train", "val") if need_train else ("val",)
     require(dataset, root, [dataset[f"{split}_{part}"] for split in splits for part in ("ann", "images")], LAYOUT)
+    classes = list(dataset.get("classes") or CocoDataset.METAINFO["classes"])
+    for split in splits:
+        check_coco_annotations(root / dataset[f"{split}_ann"], classes, f"dataset.{split}_ann")
     return root
 
 
@@ -64,5 +70,6 @@ def build_config(cfg: DictConfig) -> Config:
 def run(cfg: DictConfig) -> dict:
     """Train (``task.mode=train``) or evaluate ``ckpt_path`` (``task.mode=eval``); COCO metrics out."""
     return runner.run(
-        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware)
+        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware),
+        int(cfg.hardware.get("num_nodes") or 1),
     )

@@ -98,6 +98,7 @@ def as_fractions(metrics: dict[str, float]) -> dict[str, float | int]:
 def run(cfg: DictConfig) -> dict:
     """Train (``task.mode=train``) or evaluate ``ckpt_path`` (``task.mode=eval``); mIoU, mAcc, aAcc out."""
     metrics = runner.run(
-        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware)
+        build_config(cfg), cfg.task.mode, cfg.ckpt_path, mm.local_devices(cfg.hardware), mm.uses_cpu(cfg.hardware),
+        int(cfg.hardware.get("num_nodes") or 1),
     )
     return as_fractions(metrics)

@@ -11,6 +11,8 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 
 import ravlt  # noqa: F401
+from ravlt.checks import MIN_IMAGE_SIZE
+from ravlt.commands import ArgumentParser, positive_int
 from ravlt.models import VARIANTS
 
 # The authors' figures (docs/method.md §5), for the side-by-side column.
@@ -34,10 +36,13 @@ def count(name: str, size: int = 224, **kwargs) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--models", nargs="+", default=list(VARIANTS))
+    """The command; a wrong option ends in one ``error:`` line (:class:`ravlt.commands.ArgumentParser`)."""
+    parser = ArgumentParser(prog="ravlt-flops", description=__doc__)
+    parser.add_argument("--size", type=positive_int, default=224, help=f"input side, at least {MIN_IMAGE_SIZE}")
+    parser.add_argument("--models", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args(argv)
+    if args.size < MIN_IMAGE_SIZE:
+        parser.error(f"--size {args.size}: at least {MIN_IMAGE_SIZE} (four stages halve the resolution)")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation inside fvcore
     print(f"| model | params (M) | GFLOPs @{args.size} (fvcore) | published params / FLOPs |")
