@@ -5,9 +5,11 @@ A piece that depends on only some groups (the LightningModule on model, task and
 DataModule on dataset and task) is built once per distinct input, so every combination is covered
 without building the same 95M-parameter model dozens of times."""
 
+import io
 import itertools
 
 import pytest
+from PIL import Image
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -25,10 +27,12 @@ EXPERIMENTS = ["digits_demo", "in1k_ravlt_t", "in1k_ravlt_s", "in1k_ravlt_b", "i
 
 @pytest.fixture
 def roots(tmp_path, monkeypatch, data_env, make_image_folder):
-    imagenet = tmp_path / "imagenet"  # 1000 class folders, one (empty) file each: enough to index
+    imagenet = tmp_path / "imagenet"  # 1000 class folders, one tiny JPEG each: enough to index and sample
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 60, 30)).save(jpeg, format="JPEG")
     for split, index in itertools.product(("train", "val"), range(1000)):
         (imagenet / split / f"n{index:08d}").mkdir(parents=True)
-        (imagenet / split / f"n{index:08d}" / "0.JPEG").touch()
+        (imagenet / split / f"n{index:08d}" / "0.JPEG").write_bytes(jpeg.getvalue())
     monkeypatch.setenv("IMAGENET_ROOT", str(imagenet))
     monkeypatch.setenv("IMAGE_FOLDER_ROOT", str(make_image_folder(tmp_path / "colours", per_class=1)))
 
