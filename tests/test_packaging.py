@@ -1,5 +1,6 @@
-"""The package as users get it: a built wheel, installed elsewhere (not editable), runs its commands from any
-directory with the configs it carries."""
+"""The package as users get it: the core (classification) imports no OpenMMLab module, a dense task without
+the OpenMMLab extras stops with one line naming the install command, and a built wheel, installed
+elsewhere (not editable), runs its commands from any directory with the configs it carries."""
 
 import os
 import shutil
@@ -10,11 +11,45 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+OPENMMLAB = ("mmcv", "mmengine", "mmdet", "mmseg")
+CORE_MODULES = ("ravlt", "ravlt.train", "ravlt.tasks", "ravlt.tasks.classification", "ravlt.predict.cli",
+                "ravlt.predict.classification", "ravlt.tools.flops", "ravlt.analysis.rank", "ravlt.bench.cli")  # fmt: skip
 
 
 def python(*args: str, cwd: Path = PROJECT_ROOT, pythonpath: Path = PROJECT_ROOT / "src", timeout: float = 300):
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "HYDRA_FULL_ERROR": "0", "WANDB_MODE": "offline"}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_classification_path_imports_no_openmmlab_module():
+    code = (f"import sys, importlib\nfor m in {CORE_MODULES!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {OPENMMLAB!r}))")  # fmt: skip
+    done = python("-c", code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# The OpenMMLab packages made unimportable, as where they are not installed (None in sys.modules: both
+# import and importlib.util.find_spec then report them missing).
+WITHOUT_OPENMMLAB = "import runpy, sys\nsys.modules.update(dict.fromkeys({mods!r}))\nsys.argv = {argv!r}\nrunpy.run_path({script!r}, run_name='__main__')"  # fmt: skip
+
+
+@pytest.mark.parametrize("task, args", [
+    ("detection", ["task=detection", "detector=mask_rcnn_demo", "dataset=shapes_coco"]),
+    ("segmentation", ["task=segmentation", "segmentor=fpn_demo", "dataset=shapes_ade"]),
+])  # fmt: skip
+def test_a_dense_task_without_the_openmmlab_extras_names_the_install_command(task, args, tmp_path):
+    data = tmp_path / "data"
+    argv = ["train.py", *args, "hardware=cpu", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"]
+    code = WITHOUT_OPENMMLAB.format(mods=OPENMMLAB, argv=argv, script=str(PROJECT_ROOT / "train.py"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "RAVLT_DATA_DIR": str(data)})  # fmt: skip
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: task={task} needs the OpenMMLab packages"), done.stderr[-3000:]
+    assert "make install-mm" in last and "mmcv" in last
+    assert "Traceback" not in done.stderr
+    assert not data.exists()  # stopped before generating the dataset
 
 
 def copy_sources(dest: Path) -> Path:
