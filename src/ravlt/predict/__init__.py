@@ -25,4 +25,6 @@ def run(cfg: DictConfig) -> dict:
     check_model(cfg.model)
     check_device("device", cfg.device)
     require_task_packages(name)
+    if name != "classification":
+        import ravlt.mm  # noqa: F401  (before mmdet / mmseg: holds back the forks' OneDL notice, see ravlt.mm.compat)
     return importlib.import_module(f"ravlt.predict.{name}").predict(cfg)
