@@ -37,8 +37,8 @@ FLAVOUR=cpu
 nvcc_version() { "$1" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p'; }
 
 # A CUDA_HOME made of the PyPI compiler packages and torch's CUDA libraries in the venv (one folder per
-# CUDA 13 install, nvidia/cu13; one per package before): bin/ is nvcc's own folder (it finds its tools
-# beside itself), include/ and lib64/ gather every package's headers and libraries.
+# CUDA 13 install, nvidia/cu13; one per package before): bin/ and nvvm/ are the compiler package's own
+# (nvcc finds its tools relative to itself), include/ and lib64/ gather every package's headers and libraries.
 pypi_cuda_home() {
   local major=${TORCH_CUDA%%.*} suffix=""
   [ "$major" -lt 13 ] && suffix="-cu$major"
@@ -46,10 +46,12 @@ pypi_cuda_home() {
   "$PY" -m pip install -q "nvidia-cuda-nvcc$suffix==$TORCH_CUDA.*" "nvidia-cuda-runtime$suffix==$TORCH_CUDA.*" \
     "nvidia-cuda-cccl$suffix==$TORCH_CUDA.*" \
     $([ "$major" -ge 13 ] && echo "nvidia-cuda-crt==$TORCH_CUDA.*" "nvidia-nvvm==$TORCH_CUDA.*") 2>&1 | hide_pip_noise
-  local nvidia home=$1 lib
+  local nvidia home=$1 root lib
   nvidia=$("$PY" -c 'import nvidia; print(list(nvidia.__path__)[0])')
+  root=$(dirname "$(dirname "$(ls "$nvidia"/*/bin/nvcc | head -1)")")
   mkdir -p "$home/include" "$home/lib64"
-  ln -s "$(dirname "$(ls "$nvidia"/*/bin/nvcc | head -1)")" "$home/bin"
+  ln -s "$root/bin" "$home/bin"
+  ln -s "$root/nvvm" "$home/nvvm"  # cicc and libdevice, which nvcc looks for beside bin/
   for dir in "$nvidia"/*/include; do cp -rsn "$dir/." "$home/include/"; done
   for lib in "$nvidia"/*/lib/lib*.so*; do
     ln -sf "$lib" "$home/lib64/"
