@@ -57,6 +57,7 @@ pypi_cuda_home() {
     ln -sf "$lib" "$home/lib64/"
     ln -sf "$lib" "$home/lib64/$(basename "${lib%%.so*}").so"  # unversioned names, for -lcudart & co.
   done
+  for lib in "$nvidia"/*/lib/lib*.a; do ln -sf "$lib" "$home/lib64/"; done  # cudart_static, cudadevrt: nvcc's default link
 }
 
 ARCH_KEY=""
