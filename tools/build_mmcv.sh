@@ -99,7 +99,10 @@ else
     export PATH=$CUDA_HOME/bin:$PATH
     say "CUDA $TORCH_CUDA ops for sm ${TORCH_CUDA_ARCH_LIST} with $CUDA_HOME/bin/nvcc ($(nvcc_version "$CUDA_HOME/bin/nvcc"))"
   fi
-  "$PY" -m pip install -q 'setuptools<82' wheel packaging ninja 2>&1 | hide_pip_noise
+  # The build's own tools, installed only when missing (a machine without an index has them already).
+  if ! "$PY" -c 'import pkg_resources, wheel, packaging, ninja' 2>/dev/null; then
+    "$PY" -m pip install -q 'setuptools<82' wheel packaging ninja 2>&1 | hide_pip_noise
+  fi
   if [ -n "${MMCV_SDIST:-}" ]; then
     cp "$MMCV_SDIST" "$work"/
   else
