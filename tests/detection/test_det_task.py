@@ -180,8 +180,8 @@ def test_cli_trains_then_evaluates_its_checkpoint(shapes_root, tmp_path):
 
 @pytest.mark.slow
 def test_demo_detector_learns_the_shapes(compose_run, tmp_path):
-    """A third of `make det-demo` (300 training images, 4 of its 20 epochs, the cosine schedule shortened
-    along) already finds most shapes: bbox mAP 0.36 at epoch 4 of the full run. A silent break between
+    """A third of `make det-demo` (300 training images, 4 of its 12 epochs, the cosine schedule shortened
+    along) already finds many shapes: bbox mAP 0.35 at epoch 4 of the full run. A silent break between
     backbone and heads (once: channels-last features into mmcv's RoIAlign, mAP 0.004 after 20 epochs)
     fails here."""
     cfg = compose_run("task=detection", "model=ravlt_t", "detector=mask_rcnn_demo", "dataset=shapes_coco",

@@ -1,7 +1,7 @@
 """Image classification with Lightning: the RAVLT LightningModule, the class-folder DataModule, the
 paper's DeiT-style recipe (timm transforms, Mixup / CutMix, AdamW, cosine, EMA) and its callbacks."""
 
-from .callbacks import UnreadableImageReport, ValidationImageGrid
+from .callbacks import ModelSummaryWithFlops, UnreadableImageReport, ValidationImageGrid
 from .checkpointing import AtomicCheckpointIO, RngStateCheckpoint
 from .data import ImageFolderDataModule, SkippingImageFolder, Unreadable, collate_readable
 from .loggers import finish_wandb
@@ -12,6 +12,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "ImageClassifier",
     "ImageFolderDataModule",
+    "ModelSummaryWithFlops",
     "PreemptionCheckpoint",
     "RngStateCheckpoint",
     "SkippingImageFolder",

@@ -1,4 +1,5 @@
-"""Lightning callbacks of the classification runs: unreadable-image report and W&B validation images."""
+"""Lightning callbacks of the classification runs: unreadable-image report, W&B validation images and the
+model summary."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichModelSummary
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
@@ -80,3 +82,22 @@ class ValidationImageGrid(L.Callback):
         ]
         for logger in loggers:
             logger.log_image("val/examples", list(images), step=trainer.global_step, caption=captions)
+
+
+class ModelSummaryWithFlops(RichModelSummary):
+    """Lightning's model summary whose "Total FLOPs" is the forward pass of one image at the training
+    resolution. Lightning counts FLOPs only through an example input, under ``no_grad``, where torch's
+    FLOP counter fails on modules fed parameter views (the blocks' DropPath), and prints 0 without one."""
+
+    def __init__(self, max_depth: int = 1) -> None:
+        super().__init__(max_depth=max_depth)
+        self.forward_flops = 0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self._max_depth and trainer.is_global_zero:
+            size = pl_module.hparams.get("image_size") or 224
+            self.forward_flops = pl_module.forward_flops(torch.zeros(1, 3, size, size, device=pl_module.device))
+        super().on_fit_start(trainer, pl_module)
+
+    def summarize(self, *args, total_flops: int = 0, **kwargs) -> None:
+        RichModelSummary.summarize(*args, total_flops=self.forward_flops, **kwargs)

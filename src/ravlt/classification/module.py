@@ -164,14 +164,18 @@ class ImageClassifier(L.LightningModule):
 
     def train_flops_per_image(self, image: torch.Tensor) -> int:
         """Training FLOPs of one image, 3x the counted forward (backward costs about twice the forward), for
-        the ThroughputMonitor's FLOP/s and MFU. Forward only (no backward: DDP would take the gradients for a
-        training step's) and in eval mode (BatchNorm statistics stay as they are)."""
+        the ThroughputMonitor's FLOP/s and MFU."""
+        return 3 * self.forward_flops(image)
+
+    def forward_flops(self, image: torch.Tensor) -> int:
+        """FLOPs of the model's forward pass on ``image``. Forward only (no backward: DDP would take the
+        gradients for a training step's) and in eval mode (BatchNorm statistics stay as they are)."""
         was_training = self.model.training
         self.model.eval()
         # .forward, not __call__: counts the plain model even when it is compiled
         flops = measure_flops(self.model, lambda: self.model.forward(image))
         self.model.train(was_training)
-        return 3 * flops
+        return flops
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)

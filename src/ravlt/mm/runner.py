@@ -26,8 +26,6 @@ from ravlt.errors import ConfigError, Preempted
 from ravlt.models.checkpoint import load_strictly, read_checkpoint, stored_weights
 from ravlt.preemption import SignalCatcher, requeued_slurm_job
 
-from .settings import resolve_path
-
 log = logging.getLogger(__name__)
 
 
@@ -61,7 +59,7 @@ def run_local(mm_cfg: Config, mode: str = "train", ckpt_path: str | None = None)
     mm_cfg = copy.deepcopy(mm_cfg)
     if mode not in ("train", "eval"):
         raise ConfigError(f"task.mode must be 'train' or 'eval', got {mode!r}")
-    checkpoint = resolve_path(ckpt_path) if ckpt_path else None
+    checkpoint = Path(ckpt_path).expanduser().resolve() if ckpt_path else None
     stored = read_checkpoint(checkpoint, "ckpt_path") if checkpoint is not None else None
     if mode == "eval" and checkpoint is None:
         log.warning("task.mode=eval without ckpt_path: evaluating freshly initialised weights")
@@ -176,7 +174,7 @@ def run(
     if mm_cfg.get("launcher", "none") == "none" or launched_externally():
         return run_local(mm_cfg, mode, ckpt_path)
     if ckpt_path:  # refused here rather than once per spawned process
-        read_checkpoint(resolve_path(ckpt_path), "ckpt_path")
+        read_checkpoint(Path(ckpt_path).expanduser().resolve(), "ckpt_path")
     node_rank = int(os.environ.get("NODE_RANK", "0"))
     address = os.environ.get("MASTER_ADDR", "127.0.0.1")
     port = int(os.environ["MASTER_PORT"]) if "MASTER_PORT" in os.environ else _free_port()

@@ -40,6 +40,7 @@ import torch
 from mmengine.config import Config
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ravlt.configs import config_file
 from ravlt.errors import ConfigError
 from ravlt.models import VARIANTS
 from ravlt.models.checkpoint import checkpoint_weights, describe_variant, read_checkpoint
@@ -50,26 +51,14 @@ from .preemption import ATOMIC_BACKEND
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 SIZES = ("t", "s", "b", "l")
 AMP_DTYPES = {"16-mixed": "float16", "16": "float16", "bf16-mixed": "bfloat16", "bf16": "bfloat16"}
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """An absolute path: as given, else relative to the working directory, else to the project root."""
-    path = Path(path).expanduser()
-    if path.is_absolute():
-        return path
-    for base in (Path.cwd(), PROJECT_ROOT):
-        if (base / path).exists():
-            return (base / path).resolve()
-    return (Path.cwd() / path).resolve()
-
-
 def load_config(path: str | os.PathLike) -> Config:
     """Read an mmengine config file, with a clear error listing its siblings when it is missing."""
-    file = resolve_path(path)
+    file = config_file(path)
     if not file.is_file():
         siblings = sorted(p.name for p in file.parent.glob("*.py")) if file.parent.is_dir() else []
         hint = f" Configs in {file.parent}: {', '.join(siblings)}" if siblings else ""
@@ -84,11 +73,11 @@ def sized_config_path(template: str, model_name: str) -> Path:
     size that has one; :func:`set_model` then switches the backbone and neck widths to the model.
     """
     size = model_name.rsplit("_", 1)[-1]
-    path = resolve_path(template.format(size=size))
+    path = config_file(template.format(size=size))
     if path.is_file() or "{size}" not in template:
         return path
     for other in SIZES:
-        candidate = resolve_path(template.format(size=other))
+        candidate = config_file(template.format(size=other))
         if candidate.is_file():
             log.info("no %s for %s: starting from %s with the backbone switched", path.name, model_name, candidate.name)
             return candidate
@@ -115,7 +104,7 @@ def set_model(mm_cfg: Config, model_cfg: DictConfig) -> list[int]:
     attn_types = model_cfg.get("attn_types", "llvv")
     backbone.attn_types = OmegaConf.to_container(attn_types) if isinstance(attn_types, ListConfig) else attn_types
     if model_cfg.get("pretrained"):
-        checkpoint = resolve_path(model_cfg.pretrained)
+        checkpoint = Path(model_cfg.pretrained).expanduser().resolve()
         check_pretrained_variant(checkpoint, model_cfg.name)
         backbone.init_cfg = dict(type="Pretrained", checkpoint=str(checkpoint))
     elif backbone.get("init_cfg"):

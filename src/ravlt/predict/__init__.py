@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ravlt.checks import check_device, check_model, check_ranges
 from ravlt.errors import ConfigError
+from ravlt.extras import require_task_packages
 
 TASKS = ("classification", "detection", "segmentation")
 
@@ -23,4 +24,7 @@ def run(cfg: DictConfig) -> dict:
     check_ranges(cfg)
     check_model(cfg.model)
     check_device("device", cfg.device)
+    require_task_packages(name)
+    if name != "classification":
+        import ravlt.mm  # noqa: F401  (before mmdet / mmseg: holds back the forks' OneDL notice, see ravlt.mm.compat)
     return importlib.import_module(f"ravlt.predict.{name}").predict(cfg)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from ravlt.checks import check_hardware, check_model, check_ranges
 from ravlt.errors import ConfigError
 from ravlt.files import write_text_atomically
+from ravlt.extras import require_task_packages
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def run(cfg: DictConfig) -> float | None:
     check_ranges(cfg)
     check_model(cfg.model)
     check_hardware(cfg.hardware)
+    require_task_packages(name)
     if cfg.hardware.get("keep_freed_memory"):
         from ravlt.tools.malloc import keep_freed_memory
 

@@ -8,12 +8,15 @@ from math import prod
 
 import timm
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 import ravlt  # noqa: F401
 from ravlt.checks import MIN_IMAGE_SIZE
 from ravlt.commands import ArgumentParser, positive_int
 from ravlt.models import VARIANTS
+
+with warnings.catch_warnings():  # fvcore scripts a loss with torch.jit on import, which torch deprecates
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
 
 # The authors' figures (docs/method.md §5), for the side-by-side column.
 PUBLISHED = {"ravlt_t": (15, 2.4), "ravlt_s": (26, 4.6), "ravlt_b": (48, 9.9), "ravlt_l": (95, 16.0)}

@@ -1,0 +1,3 @@
+from ravlt.predict.cli import main
+
+main()
