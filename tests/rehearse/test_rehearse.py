@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from ravlt.commands import run_command
 from ravlt.rehearse import cli
 from ravlt.rehearse.configs import changed_keys, compose_config, flatten
 from ravlt.rehearse.evidence import Phase, RehearsalError
@@ -71,6 +72,7 @@ MM_ALLOWED = (
 
 @pytest.mark.parametrize("name", ["retinanet-1x-t", "cascade-mask-rcnn-3x-s", "fpn-80k-t"])
 def test_the_mm_config_that_runs_is_the_shipped_recipe(name, dense_inputs, tmp_path):
+    from ravlt.mm.loading import unwrapped
     from ravlt.tasks import detection, segmentation
 
     run = select([name])[0]
@@ -82,7 +84,7 @@ def test_the_mm_config_that_runs_is_the_shipped_recipe(name, dense_inputs, tmp_p
     norm_types = {k for k in changed if k.endswith("norm_cfg.type") and before.get(k) == "SyncBN"}  # no SyncBN on a CPU
     assert {k for k in changed - norm_types if not k.startswith(MM_ALLOWED)} == set()
     assert after["train_dataloader.batch_size"] == (1 if run.task == "detection" else 2)
-    pipeline = [step["type"] for step in rehearsal.train_dataloader.dataset.pipeline]
+    pipeline = [step["type"] for step in unwrapped(rehearsal.train_dataloader.dataset.pipeline)]
     assert pipeline == [step["type"] for step in Config.fromfile(rehearsal.filename).train_dataloader.dataset.pipeline]
     assert rehearsal.model.backbone.init_cfg.checkpoint == str(dense_inputs.pretrained(run.size))
 
@@ -136,10 +138,14 @@ def test_generated_inputs_have_the_real_layouts_and_sizes(dense_inputs):
     assert max(values) <= 150 and len(values) > 4  # ADE20K's 150 classes, not the demo's 4
 
 
-def test_bad_arguments_are_one_line_errors(capsys, tmp_path):
-    assert cli.main(["--runs", "in1k-x", "--out", str(tmp_path)]) == 2
+@pytest.mark.parametrize("args, message", [
+    (["--runs", "in1k-x"], "error: --runs in1k-x matches none of the paper runs"),
+    (["--timeout", "0"], "error: argument --timeout: must be > 0"),
+])  # fmt: skip
+def test_bad_arguments_are_one_line_errors(args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        run_command(lambda: cli.main([*args, "--out", str(tmp_path)]))
+    assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --runs in1k-x matches none of the paper runs") and "\n" not in err
-    assert cli.main(["--timeout", "0", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("error: --timeout")
+    assert err.startswith(message) and "\n" not in err
     assert not (tmp_path / "report.json").exists()

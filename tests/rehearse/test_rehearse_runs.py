@@ -10,7 +10,7 @@ from ravlt.rehearse.inputs import prepare
 from ravlt.rehearse.runs import select
 
 REPRESENTATIVES = ["in1k-t", "retinanet-1x-t", "mask-rcnn-1x-t", "cascade-mask-rcnn-3x-s", "fpn-80k-t", "upernet-160k-s"]
-FIELDS = {"run", "status", "s_per_iter", "peak_rss_mib", "changed_keys", "error"}
+FIELDS = ["run", "status", "s_per_iter", "peak_rss_mib", "changed_keys", "error"]
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +27,8 @@ def test_a_paper_run_rehearses(name, inputs, tmp_path, capsys):
     printed = capsys.readouterr().out
     [row] = json.loads((tmp_path / "report.json").read_text())
     assert code == 0 and row["status"] == "passed", row
-    assert FIELDS <= row.keys() and row["error"] is None
-    assert row["s_per_iter"] > 0 and row["peak_rss_mib"] > 500 and row["images_per_iter"] >= 1
+    assert list(row) == FIELDS and row["error"] is None
+    assert row["s_per_iter"] > 0 and row["peak_rss_mib"] > 500
     assert row["changed_keys"]["hardware.precision"] == ["bf16-mixed", "32-true"]
     assert "hardware.precision: 'bf16-mixed' -> '32-true'" in printed and f"{name}  passed" in printed
     assert not list(tmp_path.rglob("*.pth")) + list(tmp_path.rglob("*.ckpt")), "checkpoints are removed"

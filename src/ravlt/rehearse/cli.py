@@ -5,9 +5,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
+
+from ravlt.commands import ArgumentParser
+from ravlt.errors import ConfigError
+from ravlt.files import write_text_atomically
 
 from .configs import changed_keys, compose_config
 from .inputs import Inputs, prepare
@@ -15,6 +18,7 @@ from .row import rehearse
 from .runs import PAPER_RUNS, Run, select
 
 DEFAULT_TIMEOUT_S = 1800
+REPORT_FIELDS = ("run", "status", "s_per_iter", "peak_rss_mib", "changed_keys", "error")
 DESCRIPTION = """\
 The paper's runs (all 25 by default) as shipped, for a few steps each on the CPU, through train.py's task
 runner: one process trains from a checkpoint in the released layout and writes a checkpoint, a second one
@@ -25,7 +29,7 @@ holds one object per run. Exit code 0 when every run passed."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m ravlt.rehearse",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -37,11 +41,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="report.json and one folder per run (default: %(default)s)")
     parser.add_argument("--inputs", type=Path, default=None,
                         help="generated datasets and checkpoints, reused between rehearsals (default: <out>/inputs)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S,
                         help="seconds one run may take before it is stopped and failed (default: %(default)s)")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints (GBs for B/L)")
     parser.add_argument("--list", action="store_true", help="print the runs with the changes of each and stop")
     return parser.parse_args(argv)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def machine() -> str:
@@ -85,21 +96,16 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_report(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    os.replace(tmp, path)
+    """One object per run with exactly :data:`REPORT_FIELDS` (the table's images per iteration and the
+    evaluator's metrics stay in the printout and the run's ``resume/metrics.json``)."""
+    write_text_atomically(path, json.dumps([{k: row.get(k) for k in REPORT_FIELDS} for row in rows], indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rehearse the chosen runs; 0 when every one passed, 1 otherwise (a wrong argument: ConfigError or
+    the parser's one-line error, see :func:`ravlt.commands.run_command`)."""
     args = parse_args(argv)
-    try:
-        runs = select(args.runs)
-        if not args.timeout > 0:
-            raise ValueError(f"--timeout {args.timeout:g}: give the seconds one run may take, more than 0")
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    runs = select(args.runs)
     out = args.out.absolute()
     inputs = Inputs((args.inputs or out / "inputs").absolute())
     if args.list:
@@ -121,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         write_report(rows, out / "report.json")
         took = time.monotonic() - begun
-        detail = f"{row['s_per_iter']:.1f} s/iter" if row["status"] == "passed" else row["error"]
+        detail = row["error"]
+        if row["status"] == "passed":
+            evaluated = ", ".join(f"{k} {v:g}" for k, v in row["metrics"].items())
+            detail = f"{row['s_per_iter']:.1f} s/iter, evaluator: {evaluated}"
         memory = f"peak RSS {row['peak_rss_mib']:,} MiB, " if row["peak_rss_mib"] else ""
         print(f"    {row['status']}: {detail} ({memory}{took:.0f} s; logs {out / run.name}/*/worker.log)", flush=True)
     print(f"\n{format_table(rows)}\n\n{sum(r['status'] == 'passed' for r in rows)}/{len(rows)} passed in "

@@ -20,6 +20,7 @@ from pathlib import Path
 from ravlt.data.shapes_ade import ShapesADESpec, ensure_shapes_ade
 from ravlt.data.shapes_coco import ensure_shapes_coco
 from ravlt.data.synthetic_imagenet import ensure_synthetic_imagenet
+from ravlt.files import atomic_path
 
 from .runs import DENSE_STEPS, Run
 
@@ -77,11 +78,6 @@ def write_released_layout(path: Path, variant: str) -> Path:
         torch.manual_seed(RELEASE_SEED)
         model = timm.create_model(variant)
     checkpoint = {"model": model.state_dict(), "epoch": 299, "args": argparse.Namespace(model=variant.upper())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -13,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from ravlt.errors import ConfigError
+
 SIZES = ("t", "s", "b", "l")
 # optimizer steps before the checkpoint, and again after resuming from it: one for the dense tasks (a step
 # at 1333x800 takes 10-60 s on 2 cores); classification takes two, its first step of a process also counts
@@ -115,7 +117,7 @@ def select(patterns: list[str] | None) -> list[Run]:
     chosen = [run for run in PAPER_RUNS if any(fnmatch.fnmatchcase(run.name, p) for p in patterns)]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(run.name, p) for run in PAPER_RUNS)]
     if unmatched:
-        raise ValueError(
+        raise ConfigError(
             f"--runs {' '.join(unmatched)} matches none of the paper runs: {', '.join(r.name for r in PAPER_RUNS)}"
         )
     return chosen

@@ -10,9 +10,10 @@ line of its message goes to ``FOLDER/error.txt`` (the traceback to the log) and 
 from __future__ import annotations
 
 import argparse
-import os
 import traceback
 from pathlib import Path
+
+from ravlt.files import write_text_atomically
 
 from .inputs import Inputs
 from .runs import PAPER_RUNS, Run
@@ -50,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         run_task(compose_config(overrides(run, Inputs(args.inputs.absolute()), args.folder.absolute(), args.resume_from)))
     except Exception as e:  # the row fails with its first line; the traceback goes to the log
         traceback.print_exc()
-        tmp = args.folder / f".{ERROR_FILE}.tmp"
-        tmp.write_text(first_line(e) + "\n")
-        os.replace(tmp, args.folder / ERROR_FILE)
+        write_text_atomically(args.folder / ERROR_FILE, first_line(e) + "\n")
         return 1
     return 0
 
