@@ -56,7 +56,8 @@ def positive_float(text: str) -> float:
 
 
 def machine() -> str:
-    """The CPU class a timing belongs to: model, cores, and the instruction set PyTorch's kernels use."""
+    """The CPU class a timing belongs to: model, cores, threads per process (the workers inherit
+    ``OMP_NUM_THREADS``) and the instruction set PyTorch's kernels use."""
     import torch
 
     model = platform.processor() or platform.machine()
@@ -64,7 +65,8 @@ def machine() -> str:
     if cpuinfo.is_file():
         model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
                       if ln.startswith("model name")), model)  # fmt: skip
-    return f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__} kernels {torch.backends.cpu.get_cpu_capability()}"
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__} kernels {kernels}"
 
 
 def run_changes(run: Run, inputs: Inputs, folder: Path) -> dict[str, list]:
