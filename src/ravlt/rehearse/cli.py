@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from ravlt.commands import ArgumentParser
-from ravlt.errors import ConfigError
 from ravlt.files import write_text_atomically
 
 from .configs import changed_keys, compose_config

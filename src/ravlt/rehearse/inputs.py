@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ravlt.data.shapes_ade import ShapesADESpec, ensure_shapes_ade
+from ravlt.data.shapes_ade import ensure_shapes_ade
 from ravlt.data.shapes_coco import ensure_shapes_coco
 from ravlt.data.synthetic_imagenet import ensure_synthetic_imagenet
 from ravlt.files import atomic_path
