@@ -44,5 +44,6 @@ def test_a_broken_run_is_a_failed_row_with_its_first_error_line(inputs, tmp_path
     assert cli.main(["--runs", "fpn-80k-t", "--out", str(tmp_path / "out"), "--inputs", str(broken)]) == 1
     [row] = json.loads((tmp_path / "out" / "report.json").read_text())
     assert row["status"] == "failed" and row["s_per_iter"] is None
-    assert row["error"].startswith("CheckpointMismatchError: could not read checkpoint") and "\n" not in row["error"]
+    assert row["error"].startswith("CheckpointMismatchError: model.pretrained=") and "\n" not in row["error"]
+    assert "RAVLT_T.pth is truncated" in row["error"]
     assert "fpn-80k-t  failed" in capsys.readouterr().out
