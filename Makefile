@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 export HYDRA_FULL_ERROR ?= 0
 
-.PHONY: install install-mm install-all demo test test-fast bench flops rank det-demo seg-demo det-coco seg-ade20k clean lock
+.PHONY: install install-mm install-all demo test test-fast bench flops rank rehearse det-demo seg-demo det-coco seg-ade20k clean lock
 
 install: $(CORE_STAMP)
 install-mm: $(MM_STAMP)
@@ -64,6 +64,11 @@ rank: install
 
 bench: install
 	$(PY) -m ravlt.bench
+
+# The paper's 25 runs as shipped, a few CPU steps each: train, checkpoint, resume, evaluate (README, "Rehearsal").
+# ARGS="--runs 'upernet-*'" picks runs; python -m ravlt.rehearse --help lists them.
+rehearse: install-mm
+	$(PY) -m ravlt.rehearse $(ARGS)
 
 det-demo: install-mm
 	$(PY) train.py task=detection model=ravlt_t detector=mask_rcnn_demo dataset=shapes_coco hardware=cpu logger=csv

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .staging import ensure, generate_into
 
 SPLITS = ("train", "val")
 CLASSES = tuple(str(d) for d in range(10))
@@ -55,41 +55,24 @@ def is_complete(root: str | os.PathLike) -> bool:
 def generate_digits(root: str | os.PathLike, image_size: int = IMAGE_SIZE) -> Path:
     """Write the dataset to ``root`` (which must not exist) and return it.
 
-    Files go to a temporary sibling directory that is renamed into place at the end, so an interrupted
-    run never leaves a half-written dataset, and concurrent processes (DDP ranks) cannot collide.
+    Files go to a temporary sibling folder that is renamed into place at the end (:mod:`.staging`).
     """
     from sklearn.datasets import load_digits
 
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(f"{root} already exists; remove it to regenerate the digits dataset")
-    digits = load_digits()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    def write(folder: Path) -> None:
+        digits = load_digits()
         for split, indices in split_indices(digits.target).items():
             for name in CLASSES:
-                (tmp / split / name).mkdir(parents=True)
+                (folder / split / name).mkdir(parents=True)
             for i in indices:
-                upscale(digits.images[i], image_size).save(tmp / split / str(digits.target[i]) / f"{i:04d}.png")
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_complete(root):  # another process got there first but did not finish
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+                upscale(digits.images[i], image_size).save(folder / split / str(digits.target[i]) / f"{i:04d}.png")
+
+    return generate_into(root, write, is_complete)
 
 
 def ensure_digits(root: str | os.PathLike, image_size: int = IMAGE_SIZE) -> Path:
     """Return ``root``, generating the dataset there first if it is not complete."""
-    root = Path(root)
-    if is_complete(root):
-        return root
-    if root.exists() and not any(root.iterdir()):
-        root.rmdir()
-    return generate_digits(root, image_size)
+    return ensure(root, is_complete, lambda r: generate_digits(r, image_size))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@
     <root>/ADEChallengeData2016/annotations/{training,validation}/ADE_{train,val}_%08d.png
 
 Labels follow ADE20K's convention: 0 is "other" (not annotated; mmseg's ``reduce_zero_label`` turns it
-into the ignore index) and 1..K are the classes of :data:`CLASSES`. Each image is a noisy, washed-out
+into the ignore index) and 1..K are the classes of :data:`CLASSES` (or, with ``num_classes`` K, classes
+1..K, each shape class drawn as one of the three shapes: ADE20K's 150 for a rehearsal of its configs). Each image is a noisy, washed-out
 gradient background with a few filled shapes of random size, position and rotation, and sometimes a
 scribble of "other" pixels. Each shape class draws its colour from its own hue band (with random
 saturation and brightness), so colour and outline both tell the class: a RAVLT-T trained from scratch
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASSES = ("background", "disc", "square", "triangle")
+SHAPE_KINDS = CLASSES[1:]  # shape class c (1..K-1) is drawn as SHAPE_KINDS[(c - 1) % 3]
 HUE_CENTRES = {"disc": 0.0, "square": 1 / 3, "triangle": 2 / 3}  # red, green, blue families
 SPLITS = {"training": "train", "validation": "val"}
 OTHER = 0  # ADE20K's "other" label, ignored after reduce_zero_label
@@ -39,9 +41,15 @@ GENERATOR_VERSION = 2  # part of the done file: bump when the drawing changes, s
 class ShapesADESpec:
     num_train: int = 400
     num_val: int = 60
-    image_size: int = 128
+    image_size: int = 128  # the width; also the height unless `height` is given
     max_shapes: int = 4
     seed: int = 0
+    height: int | None = None
+    num_classes: int = len(CLASSES)  # label values 1..num_classes; class 0 is the background
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image_size, self.height or self.image_size
 
 
 def data_dir(root: str | Path) -> Path:
@@ -62,9 +70,8 @@ def _shape_colour(rng: np.random.Generator, kind: str) -> tuple[int, int, int]:
     return tuple(int(255 * c) for c in rgb)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
-    gx, gy = np.meshgrid(ramp, ramp)
+def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+    gx, gy = np.meshgrid(*(np.linspace(0.0, 1.0, n, dtype=np.float32) for n in size))
     grey = rng.uniform(40, 215, (2, 1)).astype(np.float32)
     start, end = (grey + rng.uniform(-25, 25, (2, 3))).astype(np.float32)  # washed-out colours
     t = gx * rng.uniform(-1, 1) + gy * rng.uniform(-1, 1)
@@ -75,15 +82,15 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def render_sample(rng: np.random.Generator, spec: ShapesADESpec) -> tuple[Image.Image, Image.Image]:
     """One RGB image and its ADE-convention label map (uint8)."""
-    size = spec.image_size
-    canvas = Image.fromarray(np.clip(_background(rng, size), 0, 255).astype(np.uint8))
-    label = Image.new("L", (size, size), CLASSES.index("background") + 1)
+    width, height = spec.size
+    canvas = Image.fromarray(np.clip(_background(rng, spec.size), 0, 255).astype(np.uint8))
+    label = Image.new("L", spec.size, CLASSES.index("background") + 1)
     draw_img, draw_lbl = ImageDraw.Draw(canvas), ImageDraw.Draw(label)
     for _ in range(rng.integers(1, spec.max_shapes + 1)):
-        cls = int(rng.integers(1, len(CLASSES)))
-        kind = CLASSES[cls]
-        r = rng.uniform(0.10, 0.25) * size
-        cx, cy = rng.uniform(r * 0.5, size - r * 0.5, 2)
+        cls = int(rng.integers(1, spec.num_classes))
+        kind = SHAPE_KINDS[(cls - 1) % len(SHAPE_KINDS)]
+        r = rng.uniform(0.10, 0.25) * min(width, height)
+        cx, cy = rng.uniform(r * 0.5, (width - r * 0.5, height - r * 0.5))
         colour = _shape_colour(rng, kind)
         if kind == "disc":
             box = (cx - r, cy - r, cx + r, cy + r)
@@ -94,11 +101,11 @@ def render_sample(rng: np.random.Generator, spec: ShapesADESpec) -> tuple[Image.
             draw_img.polygon(poly, fill=colour)
             draw_lbl.polygon(poly, fill=cls + 1)
     if rng.random() < 0.3:  # an unannotated scribble, as ADE20K's "other" regions
-        pts = [tuple(float(v) for v in rng.uniform(0, size, 2)) for _ in range(4)]
-        width = max(2, size // 40)
-        draw_img.line(pts, fill=tuple(int(c) for c in rng.integers(0, 256, 3)), width=width)
-        draw_lbl.line(pts, fill=OTHER, width=width)
-    noisy = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 6, (size, size, 3))
+        pts = [tuple(float(v) for v in rng.uniform(0, (width, height))) for _ in range(4)]
+        line = max(2, min(width, height) // 40)
+        draw_img.line(pts, fill=tuple(int(c) for c in rng.integers(0, 256, 3)), width=line)
+        draw_lbl.line(pts, fill=OTHER, width=line)
+    noisy = np.asarray(canvas, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), label
 
 

@@ -1,8 +1,10 @@
 """A small COCO-format instance-segmentation dataset of synthetic shapes, generated offline.
 
 Images hold a few non-overlapping filled circles, squares and triangles (random size, rotation and
-colour) on a noisy background; each shape is one instance with its box and polygon mask. The layout
-is COCO 2017's, so mmdet's ``CocoDataset`` and ``CocoMetric`` read it unchanged::
+colour) on a noisy background; each shape is one instance with its box and polygon mask. The classes
+are the three shapes by default; with another list of ``classes`` (e.g. COCO's 80) each class is drawn
+as one of the three shapes. Images are square (``image_size``) or of the given ``(width, height)``. The
+layout is COCO 2017's, so mmdet's ``CocoDataset`` and ``CocoMetric`` read it unchanged::
 
     <root>/annotations/instances_train2017.json
     <root>/annotations/instances_val2017.json
@@ -18,14 +20,15 @@ import argparse
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .staging import ensure, generate_into
+
 CLASSES = ("circle", "square", "triangle")
+SHAPES = CLASSES  # what each class is drawn as: class i is SHAPES[i % 3]
 SPLITS = ("train2017", "val2017")
 CIRCLE_VERTICES = 32
 
@@ -49,39 +52,43 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.
             return colour
 
 
-def _render_image(rng: np.random.Generator, size: int, max_shapes: int) -> tuple[Image.Image, list[dict]]:
-    """One image and its instances (category index, polygon) placed without overlap."""
+def render_image(
+    rng: np.random.Generator, size: tuple[int, int], max_shapes: int, num_classes: int = len(CLASSES)
+) -> tuple[Image.Image, list[dict]]:
+    """One image of ``size`` (width, height) and its instances (category index, polygon) placed without
+    overlap."""
+    width, height = size
     background = rng.integers(0, 256, 3)
-    pixels = background + rng.normal(0, 8, (size, size, 3))
+    pixels = background + rng.normal(0, 8, (height, width, 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     placed: list[tuple[float, float, float]] = []
     instances = []
     for _ in range(int(rng.integers(1, max_shapes + 1))):
         for _attempt in range(50):
-            radius = float(rng.uniform(0.09, 0.22) * size)
-            cx, cy = rng.uniform(radius + 1, size - radius - 1, 2)
+            radius = float(rng.uniform(0.09, 0.22) * min(width, height))
+            cx, cy = rng.uniform(radius + 1, (width - radius - 1, height - radius - 1))
             if all(math.hypot(cx - x, cy - y) > radius + r + 2 for x, y, r in placed):
                 break
         else:
             continue  # no free space left in this image
-        label = int(rng.integers(len(CLASSES)))
-        xy = _polygon(CLASSES[label], cx, cy, radius, float(rng.uniform(0, 2 * math.pi)))
+        label = int(rng.integers(num_classes))
+        xy = _polygon(SHAPES[label % len(SHAPES)], cx, cy, radius, float(rng.uniform(0, 2 * math.pi)))
         draw.polygon([tuple(p) for p in xy], fill=tuple(int(c) for c in _contrasting_colour(rng, background)))
         placed.append((cx, cy, radius))
         instances.append(dict(label=label, polygon=xy))
     return image, instances
 
 
-def _write_split(rng: np.random.Generator, root: Path, split: str, num_images: int, size: int, max_shapes: int,
-                 first_image_id: int) -> dict:
+def _write_split(rng: np.random.Generator, root: Path, split: str, num_images: int, size: tuple[int, int],
+                 max_shapes: int, classes: tuple[str, ...], first_image_id: int, suffix: str) -> dict:
     (root / split).mkdir(parents=True)
     images, annotations = [], []
     for image_id in range(first_image_id, first_image_id + num_images):
-        image, instances = _render_image(rng, size, max_shapes)
-        file_name = f"{image_id:012d}.png"
-        image.save(root / split / file_name)
-        images.append(dict(id=image_id, file_name=file_name, width=size, height=size))
+        image, instances = render_image(rng, size, max_shapes, len(classes))
+        file_name = f"{image_id:012d}{suffix}"
+        image.save(root / split / file_name, **({"quality": 90} if suffix == ".jpg" else {}))
+        images.append(dict(id=image_id, file_name=file_name, width=size[0], height=size[1]))
         for inst in instances:
             xy = inst["polygon"]
             x0, y0 = xy.min(axis=0)
@@ -100,7 +107,7 @@ def _write_split(rng: np.random.Generator, root: Path, split: str, num_images: i
         licenses=[],
         images=images,
         annotations=annotations,
-        categories=[dict(id=i + 1, name=name, supercategory="shape") for i, name in enumerate(CLASSES)],
+        categories=[dict(id=i + 1, name=name, supercategory="shape") for i, name in enumerate(classes)],
     )
 
 
@@ -113,46 +120,35 @@ def generate_shapes_coco(
     root: str | os.PathLike,
     num_train: int = 300,
     num_val: int = 60,
-    image_size: int = 128,
+    image_size: int | tuple[int, int] = 128,
     max_shapes: int = 4,
     seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
+    suffix: str = ".png",
 ) -> Path:
     """Write the dataset to ``root`` (replacing nothing: fails if ``root`` exists) and return it.
 
-    Files are written to a temporary sibling directory and moved into place at the end, so an
-    interrupted run never leaves a half-written dataset that looks complete.
+    ``image_size``: the side of square images, or ``(width, height)``; ``suffix``: ``.png`` or ``.jpg``.
+
+    Files are written to a temporary sibling folder and moved into place at the end (:mod:`.staging`).
     """
-    root = Path(root)
-    if root.exists():
-        raise FileExistsError(f"{root} already exists; remove it to regenerate the shapes dataset")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+
+    def write(folder: Path) -> None:
         rng = np.random.default_rng(seed)
-        (tmp / "annotations").mkdir()
+        (folder / "annotations").mkdir()
         first_id = 1
         for split, n in zip(SPLITS, (num_train, num_val)):
-            coco = _write_split(rng, tmp, split, n, image_size, max_shapes, first_id)
-            (tmp / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+            coco = _write_split(rng, folder, split, n, size, max_shapes, tuple(classes), first_id, suffix)
+            (folder / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
             first_id += n
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not is_complete(root):  # another process did not finish it either
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return generate_into(root, write, is_complete)
 
 
 def ensure_shapes_coco(root: str | os.PathLike, **kwargs) -> Path:
     """Return ``root``, generating the dataset there first if it is not complete."""
-    root = Path(root)
-    if is_complete(root):
-        return root
-    if root.exists() and not any(root.iterdir()):
-        root.rmdir()
-    return generate_shapes_coco(root, **kwargs)
+    return ensure(root, is_complete, lambda r: generate_shapes_coco(r, **kwargs))
 
 
 def main(argv: list[str] | None = None) -> None:
