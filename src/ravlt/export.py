@@ -6,8 +6,8 @@ come from ``--checkpoint`` (released, Lightning or mmdet/mmseg checkpoints, as e
 are random. ``--check`` runs the file in onnxruntime at several input sizes against PyTorch.
 
 Uses torch's own exporter (``torch.onnx.export(dynamo=True)``, which needs the ``onnx`` and ``onnxscript``
-packages; ``--check`` needs ``onnxruntime``). The file is written to a temporary name and renamed when
-complete.
+packages; ``--check`` needs ``onnxruntime``: the ``export`` extra, ``pip install -e '.[export]'``). The file is
+written to a temporary name and renamed when complete; a wrong input ends in one ``error:`` line, exit status 2.
 """
 from __future__ import annotations
 
@@ -21,33 +21,33 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ravlt.commands import ArgumentParser, positive_int, run_command
+from ravlt.errors import ConfigError
+
 KINDS = ("classifier", "dense")
 CHECK_SIZES = ((1, 224, 224), (2, 160, 96), (1, 100, 70))
-
-
-class ExportError(RuntimeError):
-    """A request that cannot be exported, with what to change."""
+CHECK_TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| --check accepts (fp32)
+EXTRA = "pip install -e '.[export]'"
 
 
 def build_model(name: str, kind: str, checkpoint: str | None = None, num_classes: int | None = None) -> nn.Module:
     """The model to export, in eval mode without gradients: a timm ``ravlt_*`` classifier or the dense
     backbone (:class:`ravlt.mm.RAVLTBackbone`), weights from ``checkpoint`` if given."""
-    from ravlt.models import VARIANTS, load_checkpoint
+    from ravlt.models import VARIANTS, checkpoint_weights, load_weights, read_checkpoint
 
     if name not in VARIANTS:
-        raise ExportError(f"--model {name}: unknown; choose one of {', '.join(VARIANTS)}")
+        raise ConfigError(f"--model {name}: unknown; choose one of {', '.join(VARIANTS)}")
+    weights = checkpoint_weights(read_checkpoint(checkpoint, "--checkpoint")) if checkpoint else None
     if kind == "dense":
         from ravlt.mm.backbone import RAVLTBackbone
 
         model = RAVLTBackbone(arch=name)
-        if checkpoint:
-            load_checkpoint(model, checkpoint)
     else:
         import timm
 
         model = timm.create_model(name, **({"num_classes": num_classes} if num_classes else {}))
-        if checkpoint:
-            load_checkpoint(model, checkpoint, allow_new_head=num_classes is not None)
+    if weights is not None:
+        load_weights(model, weights, allow_new_head=kind == "classifier" and num_classes is not None)
     return model.eval().requires_grad_(False)
 
 
@@ -59,7 +59,7 @@ def export_onnx(model: nn.Module, kind: str, path: str | os.PathLike, opset: int
     """Write ``model`` as ONNX with dynamic batch, height and width; returns the path."""
     for package in ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:
-            raise ExportError(f"ONNX export needs the Python package {package}: pip install onnx onnxscript")
+            raise ConfigError(f"ONNX export needs the Python package {package}: {EXTRA}")
     from torch.export import Dim
 
     path = Path(path)
@@ -85,7 +85,7 @@ def export_onnx(model: nn.Module, kind: str, path: str | os.PathLike, opset: int
 def check_onnx(model: nn.Module, path: str | os.PathLike, sizes=CHECK_SIZES) -> list[dict]:
     """Largest absolute difference between onnxruntime (CPU) and PyTorch, per (batch, height, width)."""
     if importlib.util.find_spec("onnxruntime") is None:
-        raise ExportError("--check needs the Python package onnxruntime: pip install onnxruntime")
+        raise ConfigError(f"--check needs the Python package onnxruntime: {EXTRA}")
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -102,39 +102,35 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, sizes=CHECK_SIZES) -> 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ravlt-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="ravlt-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="ravlt_t", help="ravlt_t, ravlt_s, ravlt_b or ravlt_l")
     p.add_argument("--kind", choices=KINDS, default="classifier")
     p.add_argument("--checkpoint", help="weights to load (default: random)")
-    p.add_argument("--num-classes", type=int, help="classifier head size, if not the checkpoint's / 1000")
+    p.add_argument("--num-classes", type=positive_int, help="classifier head size, if not the checkpoint's / 1000")
     p.add_argument("--out", type=Path, help="ONNX file to write (default: <model>_<kind>.onnx)")
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at several sizes")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ravlt.models import CheckpointMismatchError
-
-    args = parse_args(argv)
+def export_command(args: argparse.Namespace) -> Path:
     out = args.out or Path(f"{args.model}_{args.kind}.onnx")
-    try:
-        if args.checkpoint and not Path(args.checkpoint).is_file():
-            raise ExportError(f"--checkpoint {args.checkpoint}: file not found")
-        model = build_model(args.model, args.kind, args.checkpoint, args.num_classes)
-        export_onnx(model, args.kind, out, args.opset)
-        print(f"wrote {out} ({args.model} {args.kind}; inputs images (batch, 3, height, width), dynamic)")
-        if args.check:
-            for r in check_onnx(model, out):
-                print(f"onnxruntime vs PyTorch at {r['size']}: max |diff| {r['max_abs_diff']:.2e}")
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except CheckpointMismatchError as e:
-        print(f"error: --checkpoint {args.checkpoint}: {str(e).splitlines()[0]} Pick --model to match.", file=sys.stderr)
-        return 2
-    return 0
+    model = build_model(args.model, args.kind, args.checkpoint, args.num_classes)
+    export_onnx(model, args.kind, out, args.opset)
+    print(f"wrote {out} ({args.model} {args.kind}; input images (batch, 3, height, width), all three dynamic)")
+    if args.check:
+        results = check_onnx(model, out)
+        for r in results:
+            print(f"onnxruntime vs PyTorch at {r['size']}: max |diff| {r['max_abs_diff']:.2e}")
+        if any(not r["max_abs_diff"] <= CHECK_TOLERANCE for r in results):
+            sys.exit(f"check failed: onnxruntime differs from PyTorch by more than {CHECK_TOLERANCE:g}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """The command: an input mistake ends in one ``error:`` line and exit status 2 (:mod:`ravlt.commands`)."""
+    return run_command(lambda: export_command(parse_args(argv)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
