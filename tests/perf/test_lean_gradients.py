@@ -91,7 +91,7 @@ def test_rala_core_gradients_equal_the_plain_formulas_float64():
     assert rel_err(grads[0][1], grads[1][1]) < 1e-12
 
 
-@pytest.mark.parametrize("attn_types", ["llvv", "llll"])
+@pytest.mark.parametrize("attn_types", [pytest.param("llvv", marks=pytest.mark.slow), "llll"])
 def test_model_gradients_equal_the_plain_formulas_float64(attn_types):
     """The whole model in training mode: batch-statistics BatchNorm and drop path (same masks)."""
     fast = timm.create_model("ravlt_t", num_classes=7, attn_types=attn_types, drop_path_rate=0.3).double().train()
