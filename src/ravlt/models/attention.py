@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lean import Core, CoreSpec, GatedMix, needs_grad, split_heads
+from .lean import Core, CoreSpec, GatedMix, eager_autograd, needs_grad, split_heads
 from .rope import rotate, rotation_table
 
 
@@ -163,7 +163,7 @@ class _GatedAttention(nn.Module):
         """(B, heads, N, d) q, k, v and (N, d) RoPE tables -> (B, heads, N, d) attention output."""
         table = rotation_table(sin, cos, torch.promote_types(q.dtype, torch.float32))
         with torch.autocast(device_type=q.device.type, enabled=False):
-            if needs_grad(q, k, v):
+            if needs_grad(q, k, v) and eager_autograd():
                 return Core.apply(q, k, v, table, self.spec())
             return CORES[self.kind][0](q, k, v, table, self.spec())[0]
 
@@ -185,7 +185,7 @@ def gated_attention(qkvo, sin, cos, lepe_w, lepe_b, proj_w, proj_b, gamma, spec:
     table = rotation_table(sin, cos, torch.promote_types(qkvo.dtype, torch.float32))
     args = (qkvo, table, lepe_w, lepe_b, proj_w, proj_b)
     grad = needs_grad(*args)
-    if grad and not torch.compiler.is_compiling():
+    if grad and eager_autograd():
         return GatedMix.apply(*args, spec)
     return GatedMix.infer(*args, spec, grad=grad)[0]
 

@@ -40,6 +40,12 @@ def needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def eager_autograd() -> bool:
+    """Whether a lean node may run: not under torch.compile (autograd and Inductor decide what to keep
+    there) nor torch.jit.trace (a trace, such as fvcore's FLOP count, must see the ops inside)."""
+    return not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
 def conv_backward(grad, input, weight, needs=(True, True, True), groups: int = 1):
     """(∂input, ∂weight, ∂bias) of a stride-1 'same' convolution; ``weight`` is cast to the dtype the
     forward ran in (autocast casts it there)."""

@@ -6,9 +6,12 @@ state dict loads with ``strict=True`` and no renaming.
 Speed (``tests/reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
 the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, LayerNorm needs no
 permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
-is folded into the depth-wise kernel; LayerScale, DropPath and the residual add are one ``addcmul``;
-without autograd, intermediates are updated in place; :meth:`RAVLT.fuse` folds BatchNorm for
-inference.
+is folded into the depth-wise kernel; LayerScale is folded into the output projections, DropPath and the
+residual add are one ``addcmul``; without autograd, intermediates are updated in place; :meth:`RAVLT.fuse`
+folds BatchNorm for inference.
+
+Training memory: attention and FFN each run as one autograd node of :mod:`ravlt.models.lean` that keeps
+little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, plain autograd 29.5).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import lean
 from .attention import ATTENTION_TYPES
-from .lean import needs_grad
+from .lean import eager_autograd, needs_grad
 from .rope import RoPE2d
 
 
@@ -122,7 +125,7 @@ def conv_ffn(x, w1, b1, w_dw, b_dw, w2, b2, gamma):
         w2, b2 = w2 * gamma.view(-1, 1, 1, 1), b2 * gamma.view(-1)
     args = (x, w1, b1, w_dw, b_dw, w2, b2)
     grad = needs_grad(*args)
-    if grad and not torch.compiler.is_compiling():
+    if grad and eager_autograd():
         return lean.ConvFFN.apply(*args)
     return lean.ConvFFN.infer(*args, grad=grad)
 
