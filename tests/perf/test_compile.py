@@ -60,8 +60,11 @@ def test_inductor_logits_and_gradients_equal_eager():
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     (loss, grads), (want, want_grads) = results[1], results[0]
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    # a floor for the parameters whose exact gradient is zero (a conv bias before a training-mode BatchNorm):
+    # theirs is rounding noise in both
+    floor = 1e-6 * max(g.norm() for g in want_grads.values())
     for name, g in grads.items():
-        assert ((g - want_grads[name]).norm() <= 1e-4 * want_grads[name].norm() + 1e-7), name
+        assert (g - want_grads[name]).norm() <= 1e-4 * want_grads[name].norm() + floor, name
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-5, atol=1e-5)
