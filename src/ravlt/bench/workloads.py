@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -93,10 +95,7 @@ def prepare_model(spec: ModelSpec, workload: Workload, device: torch.device, fus
 def onnxruntime_session(model: nn.Module, threads: int):
     """``model`` exported to ONNX by ``ravlt.export`` (dynamic shapes: one file for every size) in an
     onnxruntime CPU session."""
-    import os
-    import tempfile
-
-    import onnxruntime
+    import onnxruntime  # the export extra: imported only when its rows run
 
     from ravlt.export import export_onnx
 
