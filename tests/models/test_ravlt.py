@@ -114,18 +114,19 @@ def test_bf16_autocast_finite_at_1024():
     assert all(torch.isfinite(f).all() for f in feats)
 
 
-def test_rala_core_runs_in_fp32_under_autocast():
+def test_rala_core_runs_in_fp32_under_autocast(monkeypatch):
+    from ravlt.models import attention
+
     model = timm.create_model("ravlt_t", attn_types="llll").eval()
-    attn = model.layers[0].blocks[0].attn
-    seen = {}
-    orig = attn.mix
+    seen = []
+    forward, backward = attention.CORES["l"]
 
-    def spy(q, k, v, sin, cos):
-        out = orig(q, k, v, sin, cos)
-        seen["dtype"] = out.dtype
-        return out
+    def spy(q, k, v, table, *args):
+        out, saved = forward(q, k, v, table, *args)
+        seen.append((q.dtype, table.dtype, out.dtype))
+        return out, saved
 
-    attn.mix = spy
+    monkeypatch.setitem(attention.CORES, "l", (spy, backward))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randn(1, 3, 64, 64))
-    assert seen["dtype"] == torch.float32
+    assert seen and all(d == (torch.bfloat16, torch.complex64, torch.float32) for d in seen)

@@ -9,9 +9,12 @@ and the issue's targets, writes ``bench.json`` and ``throughput_vs_resolution.pn
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,11 +29,16 @@ from ravlt.models.rope import RoPE2d
 from ravlt.tools.flops import count
 from ravlt.tools.malloc import keep_freed_memory
 
-from .report import plot, table, targets, write_json
+from .report import plot, table, target_lines, targets, write_json
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
-from .workloads import BASELINE, MODELS, applies, default_workloads, make_step, prepare_model
+from .workloads import (BASELINE, MODELS, applies, default_workloads, make_step, onnxruntime_session,
+                        onnxruntime_step, prepare_model)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# An AVX-512 CPU imitates the AVX2-only class (ATen's kernels, oneDNN and MKL alike); read at start-up, so
+# the bench runs each class in a process of its own.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+CPU_CLASSES = ("native", "avx2")
 SGEMM_N = 2048
 
 
@@ -48,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="wall: elapsed time; cpu: the thread's CPU time, immune to other jobs on a shared "
                    "machine (needs --threads 1 on CPU)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available, else cpu")
+    p.add_argument("--cpu-class", choices=[*CPU_CLASSES, "both"], default="both",
+                   help="CPU: this machine's instruction set (native), the AVX2-only class imitated through "
+                   f"{' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())} (avx2), or each in turn (both)")
     p.add_argument("--dtype", choices=list(DTYPES), help="default: float32 on CPU, bfloat16 (autocast) on CUDA")
     p.add_argument("--fuse", action="store_true", help="fold RAVLT's BatchNorms for inference (RAVLT.fuse)")
     p.add_argument("--system-malloc", action="store_true",
@@ -92,16 +103,34 @@ def softmax_attention_memory(device: torch.device, dtype: torch.dtype, side: int
 
 
 def build_steps(specs, workloads, device, dtype, args) -> dict:
-    """One step closure per (model, workload); workloads of one mode share a model instance."""
-    models, steps = {}, {}
+    """One step closure per (model, workload); workloads of one mode share a model instance (and an
+    onnxruntime session: the exported file has dynamic shapes)."""
+    models, sessions, steps = {}, {}, {}
     for workload in workloads:
         for spec in specs:
             if applies(spec, workload):
                 key = (spec.label, workload.mode, workload.size if spec.sized else None)
                 if key not in models:
                     models[key] = prepare_model(spec, workload, device, fuse=args.fuse)
-                steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, args.compile)
+                if spec.runtime == "onnxruntime":
+                    if key not in sessions:
+                        sessions[key] = onnxruntime_session(models[key], args.threads)
+                    steps[spec.label, workload.label] = onnxruntime_step(sessions[key], workload)
+                else:
+                    compile_model = args.compile or spec.compile
+                    steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, compile_model)
     return steps
+
+
+def available(spec, device: torch.device) -> str | None:
+    """Why ``spec`` cannot run here, or None."""
+    if spec.runtime == "onnxruntime":
+        if device.type != "cpu":
+            return "onnxruntime rows are CPU only"
+        missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs the Python packages {', '.join(missing)}"
+    return None
 
 
 def time_interleaved(steps: dict, labels: list[str], workloads, device, args) -> tuple[dict, list[float]]:
@@ -171,19 +200,29 @@ def run(args: argparse.Namespace) -> dict:
     if args.device:
         check_device("--device", args.device)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    capability = torch.backends.cpu.get_cpu_capability()
+    if device.type == "cpu" and args.cpu_class == "avx2" and capability != "AVX2":
+        raise ConfigError(f"--cpu-class avx2: ATen runs {capability} kernels; start the process with {AVX2_ENV}")
     if args.clock == "cpu" and (device.type != "cpu" or args.threads != 1):
         raise ConfigError("--clock cpu measures one thread's CPU time: use it with --device cpu --threads 1")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     kept_freed_memory = not args.system_malloc and keep_freed_memory()
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
-    specs = [MODELS[name] for name in args.models]
+    specs = []
+    for name in args.models:
+        reason = available(MODELS[name], device)
+        if reason:
+            print(f"skipping {name}: {reason}", flush=True)
+        else:
+            specs.append(MODELS[name])
     workloads = [w for w in default_workloads(device, args.quick) if w.group in args.workloads]
     load_before = os.getloadavg()
 
     steps = build_steps(specs, workloads, device, dtype, args)
     times, sgemm = time_interleaved(steps, [spec.label for spec in specs], workloads, device, args)
-    peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in steps.items()}
+    torch_steps = {key: step for key, step in steps.items() if MODELS[key[0]].runtime == "torch"}
+    peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in torch_steps.items()}
     softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
     gmacs = {} if args.no_flops else count_gmacs(specs, workloads)
     rows = make_rows(specs, workloads, times, peaks, gmacs, statistics.median(sgemm))
@@ -192,6 +231,7 @@ def run(args: argparse.Namespace) -> dict:
             device=device.type,
             device_name=device_name(device),
             threads=torch.get_num_threads() if device.type == "cpu" else None,
+            cpu_capability=capability if device.type == "cpu" else None,
             dtype=str(dtype).removeprefix("torch."),
             compile=args.compile,
             clock=args.clock,
@@ -216,18 +256,40 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_each_cpu_class(argv: list[str], out: Path) -> dict:
+    """The bench once per CPU class, each in its own process (the instruction set is chosen at start-up),
+    then the targets of both side by side."""
+    results = {}
+    for cpu_class in CPU_CLASSES:
+        env = {**os.environ, **(AVX2_ENV if cpu_class == "avx2" else {})}
+        command = [sys.executable, "-m", "ravlt.bench", *argv, "--cpu-class", cpu_class, "--out", str(out / cpu_class)]
+        print(f"\n=== CPU class {cpu_class} ===", flush=True)
+        status = subprocess.run(command, env=env).returncode
+        if status:  # the child printed its own error
+            sys.exit(status)
+        results[cpu_class] = json.loads((out / cpu_class / "bench.json").read_text())
+    print("\nTargets on both CPU classes:")
+    for cpu_class, result in results.items():
+        print(f"{cpu_class} ({result['meta']['cpu_capability']}):")
+        print("\n".join(target_lines(result["targets"])) or "  (no targets: quick run, CUDA or bf16)")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     """The command: an input mistake ends in one ``error:`` line and exit status 2 (:mod:`ravlt.commands`)."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     if "--suite" in argv or any(a.startswith("--suite=") for a in argv):  # the GPU check's suite
         from .cuda import main as suite_main
 
         return suite_main(argv)
-    return run_command(lambda: bench_command(parse_args(argv)))
+    return run_command(lambda: bench_command(parse_args(argv), argv))
 
 
-def bench_command(args: argparse.Namespace) -> dict:
+def bench_command(args: argparse.Namespace, argv: list[str]) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, not after the timing
+    on_cpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
+    if on_cpu and args.cpu_class == "both":
+        return run_each_cpu_class(argv, args.out)
     result = run(args)
     print()
     print(table(result))

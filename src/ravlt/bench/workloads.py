@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,7 +34,10 @@ class ModelSpec:
     timm_name: str
     kwargs: dict = field(default_factory=dict)
     sized: bool = False  # built for its input size (Swin's windows and position bias)
-    workloads: str = "all"  # "all", or "eval": inference workloads only
+    groups: tuple[str, ...] = ("eval", "train", "sweep")  # the workload groups it runs
+    compile: bool = False  # torch.compile (default mode; compile time not timed)
+    grad_checkpointing: bool = False  # timm's set_grad_checkpointing(): every block recomputed in backward
+    runtime: str = "torch"  # or "onnxruntime": the model exported by ravlt.export, run on onnxruntime's CPU
 
     def build(self, size: int) -> nn.Module:
         return timm.create_model(self.timm_name, **self.kwargs, **({"img_size": size} if self.sized else {}))
@@ -44,7 +49,11 @@ MODELS = {
         ModelSpec("ravlt_t", "ravlt_t"),
         ModelSpec("ravlt_s", "ravlt_s"),
         # the pure-linear ablation: the model whose cost must grow linearly with the pixels
-        ModelSpec("ravlt_s_llll", "ravlt_s", {"attn_types": "llll"}, workloads="eval"),
+        ModelSpec("ravlt_s_llll", "ravlt_s", {"attn_types": "llll"}, groups=("sweep",)),
+        ModelSpec("ravlt_b", "ravlt_b", groups=("train",)),
+        ModelSpec("ravlt_s_ckpt", "ravlt_s", groups=("train",), grad_checkpointing=True),
+        ModelSpec("ravlt_s_compiled", "ravlt_s", groups=("eval", "train"), compile=True),
+        ModelSpec("ravlt_s_onnxruntime", "ravlt_s", groups=("eval", "sweep"), runtime="onnxruntime"),
         ModelSpec("convnext_tiny", "convnext_tiny"),
         ModelSpec("swin_tiny", "swin_tiny_patch4_window7_224", sized=True),
     )
@@ -65,7 +74,7 @@ def default_workloads(device: torch.device, quick: bool = False) -> list[Workloa
 
 
 def applies(spec: ModelSpec, workload: Workload) -> bool:
-    return spec.workloads == "all" or workload.mode == spec.workloads
+    return workload.group in spec.groups
 
 
 def prepare_model(spec: ModelSpec, workload: Workload, device: torch.device, fuse: bool = False) -> nn.Module:
@@ -78,7 +87,28 @@ def prepare_model(spec: ModelSpec, workload: Workload, device: torch.device, fus
         model = model.to(memory_format=torch.channels_last)
     if fuse and not train and isinstance(model, RAVLT):
         model.fuse()
+    if spec.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     return model
+
+
+def onnxruntime_session(model: nn.Module, threads: int):
+    """``model`` exported to ONNX by ``ravlt.export`` (dynamic shapes: one file for every size) in an
+    onnxruntime CPU session."""
+    import onnxruntime  # the export extra: imported only when its rows run
+
+    from ravlt.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model.eval().requires_grad_(False), "classifier", os.path.join(tmp, "model.onnx"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_step(session, workload: Workload) -> Callable[[], None]:
+    x = torch.randn(workload.batch, 3, workload.size, workload.size).numpy()
+    return lambda: session.run(None, {"images": x})
 
 
 def make_step(

@@ -3,11 +3,17 @@
 Both share the layout of the released models: one 1×1 conv producing q, k, v, o (in that order),
 a 5×5 depth-wise LePE on v, the output gate ``o`` and a 1×1 output projection.
 
-The code is written for speed and keeps the numbers of the plain formulas (``tests/reference.py`` holds them
-and ``tests/perf`` compares the two): heads are strided views of the projection (no copies in a
-channels-last model), RoPE is one complex multiplication, RALA's ``+ 1`` of ELU(t) + 1 and its α are
-folded into reductions and products instead of extra passes over the tokens, and intermediates are
-updated in place when autograd is not recording them.
+The code is written for speed and training memory and keeps the numbers of the plain formulas
+(``tests/reference.py`` holds them and ``tests/perf`` compares the two, values and gradients):
+
+- heads are strided views of the projection (no copies in a channels-last model), RoPE is one complex
+  multiplication, and RALA's α moves from the keys onto the values (the ``N`` of ``k̃ = N·α·φ(k)``
+  cancels against the ``1/N`` of the KV buffer);
+- RALA's core has its own backward (:func:`rala_backward`): it keeps q, k, v (views of the projection,
+  which is kept anyway) and five small tensors, and recomputes φ and RoPE from them instead of keeping
+  six full-size intermediates;
+- everything after the q/k/v/o projection runs in one autograd node (:class:`ravlt.models.lean.GatedMix`)
+  that keeps only the projection and ``attention + LePE``.
 """
 from __future__ import annotations
 
@@ -15,22 +21,125 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .lean import Core, CoreSpec, GatedMix, eager_autograd, needs_grad, split_heads
 from .rope import rotate, rotation_table
 
 
-def split_heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, heads, N, d): a view in both NCHW and channels-last memory."""
-    b, c, h, w = t.shape
-    return t.reshape(b, num_heads, c // num_heads, h * w).transpose(-1, -2)
+def phi(t: torch.Tensor) -> torch.Tensor:
+    """RALA's kernel φ(t) = ELU(t) + 1, as exp(min(t, 0)) + max(t, 0): several times faster than
+    ``F.elu`` on the CPU (whose expm1 is not vectorised)."""
+    return torch.exp(t.clamp_max(0)) + t.clamp_min(0)
 
 
-def merge_heads(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Inverse of :func:`split_heads`."""
-    return t.transpose(-1, -2).reshape(shape)
+CORE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def operands(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` as an operand of RALA's O(N·d²) products: unchanged for float32 (the core's own precision,
+    fp64 in an fp64 model), else cast to the low-precision ``dtype``."""
+    return t if dtype == torch.float32 else t.to(dtype)
+
+
+def kv_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``q @ (kᵀ @ v)``, RALA's two O(N·d²) products, in the precision of q, or with ``dtype`` operands
+    (bf16/fp16: the GPU's matrix units, products accumulated in fp32) and the result back in q's type."""
+    kv = operands(k, dtype).transpose(-1, -2) @ operands(v, dtype)
+    return (operands(q, dtype) @ kv).to(q.dtype)
+
+
+def rala_forward(q, k, v, table, spec: CoreSpec):
+    """RALA per head (docs/method.md §2): (B, heads, N, d) q, k, v -> (result, what :func:`rala_backward`
+    needs).
+
+    Runs in the real dtype of the RoPE ``table`` (float32 at least), the two O(N·d²) products with
+    ``spec.core_dtype`` operands. With ``w_j = α_j`` (or ``1/N``): ``kv = Σ_j RoPE(φ(k_j))ᵀ w_j v_j``,
+    ``k̄ = Σ_j w_j φ(k_j)``, result ``RoPE(φ(q_i)) kv / (φ(q_i)·k̄ + 1e-6)``.
+    """
+    scale, use_alpha = spec.scale, spec.use_alpha
+    dtype = table.real.dtype if table.is_complex() else table.dtype
+    phi_q, phi_k = phis = phi(torch.stack((q, k)).to(dtype))
+    v = v.to(dtype)
+    q_mean = None
+    if use_alpha:
+        q_mean = phi_q.mean(dim=-2, keepdim=True)  # (B, h, 1, d)
+        weights = torch.softmax((phi_k * (scale * q_mean)).sum(-1, keepdim=True), dim=-2)  # α, (B, h, N, 1)
+        k_mean = weights.transpose(-1, -2) @ phi_k  # (B, h, 1, d)
+        v = weights * v
+    else:
+        weights = None
+        k_mean = phi_k.mean(dim=-2, keepdim=True)
+        v = v / v.shape[-2]
+    denom = (phi_q * k_mean).sum(-1, keepdim=True).add_(1e-6)  # (B, h, N, 1)
+    rope_q, rope_k = rotate(phis, table).unbind(0)
+    kv = operands(rope_k, spec.core_dtype).transpose(-1, -2) @ operands(v, spec.core_dtype)  # (B, h, d, d)
+    out = (operands(rope_q, spec.core_dtype) @ kv).to(dtype).div_(denom)
+    return out, (weights, q_mean, k_mean, denom, kv)
+
+
+def rala_backward(q, k, v, table, spec: CoreSpec, saved, grad):
+    """Gradients of :func:`rala_forward`'s result with respect to q, k and v, from the inputs and the
+    small saved tensors (φ and RoPE are recomputed); all in the core's full precision (a low-precision
+    ``core_dtype`` changes only the forward's two products). The derivation follows the forward line by line:
+    with ``num = RoPE(φq)·kv`` and ``res = num / denom``, ``∂res/∂denom`` needs no ``num``:
+    ``Σ_c g_c num_c / denom² = RoPE(φq) · (g/denom · kvᵀ) / denom``."""
+    scale, use_alpha = spec.scale, spec.use_alpha
+    weights, q_mean, k_mean, denom, kv = saved
+    dtype = denom.dtype
+    kv = kv.to(dtype)
+    n = q.shape[-2]
+    phis = phi(torch.stack((q, k)).to(dtype))
+    phi_q, phi_k = phis
+    rope_q, rope_k = rotate(phis, table).unbind(0)
+    v = v.to(dtype)
+    v_w = weights * v if use_alpha else v / n
+
+    g_num = grad.to(dtype) / denom
+    g_kv = rope_q.transpose(-1, -2) @ g_num  # (B, h, d, d)
+    g_rope = torch.empty_like(phis)
+    torch.matmul(g_num, kv.transpose(-1, -2), out=g_rope[0])
+    torch.matmul(v_w, g_kv.transpose(-1, -2), out=g_rope[1])
+    g_denom = (rope_q * g_rope[0]).sum(-1, keepdim=True).div_(denom).neg_()  # (B, h, N, 1)
+    g_v_w = rope_k @ g_kv
+    g_phi_q, g_phi_k = g_phis = rotate(g_rope, table, inverse=True)  # RoPE is orthogonal: its transpose rotates back
+    g_k_mean = g_denom.transpose(-1, -2) @ phi_q  # (B, h, 1, d)
+    if use_alpha:
+        g_v = weights * g_v_w
+        g_weights = (phi_k @ g_k_mean.transpose(-1, -2)).add_((g_v_w * v).sum(-1, keepdim=True))  # (B, h, N, 1)
+        g_logits = weights * (g_weights - (weights * g_weights).sum(-2, keepdim=True))
+        g_q_mean = scale * (g_logits.transpose(-1, -2) @ phi_k)
+        # rank-one updates in one pass each: φk += α ⊗ ∂k̄ + ∂logits ⊗ scale·q̄, φq += ∂denom ⊗ k̄ + 1 ⊗ ∂q̄/N
+        g_phi_k.flatten(0, 1).baddbmm_(torch.cat((weights, g_logits), -1).flatten(0, 1),
+                                       torch.cat((g_k_mean, scale * q_mean), -2).flatten(0, 1))
+        g_phi_q.flatten(0, 1).baddbmm_(torch.cat((g_denom, torch.ones_like(g_denom)), -1).flatten(0, 1),
+                                       torch.cat((k_mean, g_q_mean / n), -2).flatten(0, 1))
+    else:
+        g_v = g_v_w / n
+        g_phi_k += g_k_mean / n
+        g_phi_q.addcmul_(g_denom, k_mean)
+    g_phis.mul_(phis.clamp_max_(1.0))  # φ'(t) = 1 for t > 0, e^t = φ(t) otherwise
+    return g_phi_q, g_phi_k, g_v
+
+
+def softmax_forward(q, k, v, table, spec: CoreSpec):
+    """Softmax attention with RoPE on q and k, through the fused SDPA kernel (never an N×N tensor where a
+    memory-efficient kernel exists). Nothing saved: :func:`softmax_backward` recomputes."""
+    dtype = table.real.dtype if table.is_complex() else table.dtype
+    q = rotate(q.to(dtype), table).to(v.dtype)
+    k = rotate(k.to(dtype), table).to(v.dtype)
+    return F.scaled_dot_product_attention(q, k, v), ()
+
+
+def softmax_backward(q, k, v, table, spec: CoreSpec, saved, grad):
+    with torch.enable_grad():
+        inputs = [t.detach().requires_grad_() for t in (q, k, v)]
+        out, _ = softmax_forward(*inputs, table, spec)
+        return torch.autograd.grad(out, inputs, grad)
 
 
 class _GatedAttention(nn.Module):
     """q/k/v/o projection, LePE, gate and output projection shared by both attention types."""
+
+    kind: str
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -43,38 +152,43 @@ class _GatedAttention(nn.Module):
         self.qkvo = nn.Conv2d(dim, 4 * dim, 1)
         self.lepe = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         self.proj = nn.Conv2d(dim, dim, 1)
+        self.use_alpha = False
         self.use_gate = True
+        self.core_dtype = torch.float32
 
-    def mix(self, q, k, v, sin, cos) -> torch.Tensor:  # pragma: no cover - abstract
+    def spec(self) -> CoreSpec:
+        return CoreSpec(self.kind, self.num_heads, self.scale, self.use_alpha, self.use_gate, self.core_dtype)
+
+    def mix(self, q, k, v, sin, cos) -> torch.Tensor:
         """(B, heads, N, d) q, k, v and (N, d) RoPE tables -> (B, heads, N, d) attention output."""
-        raise NotImplementedError
+        table = rotation_table(sin, cos, torch.promote_types(q.dtype, torch.float32))
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            if needs_grad(q, k, v) and eager_autograd():
+                return Core.apply(q, k, v, table, self.spec())
+            return CORES[self.kind][0](q, k, v, table, self.spec())[0]
 
-    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        q, k, v, o = self.qkvo(x).chunk(4, dim=1)
-        lepe = self.lepe(v)
-        heads = self.num_heads
-        res = self.mix(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), sin, cos)
-        out = split_heads(lepe, heads)  # the sum takes LePE's (channels-last) memory layout
-        if lepe.requires_grad or res.requires_grad:
-            out = out + res.to(out.dtype)
-            if self.use_gate:
-                out = out * split_heads(o, heads)
-        else:
-            out.add_(res)
-            if self.use_gate:
-                out.mul_(split_heads(o, heads))
-        return self.proj(merge_heads(out, lepe.shape))
+    def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, gamma: torch.Tensor | None = None):
+        """The block's attention output ``proj((attention + LePE) ⊙ o)``, times the per-channel ``gamma``
+        (LayerScale) if given; ``gamma`` is folded into the projection's weights."""
+        lepe, proj = self.lepe, self.proj
+        return gated_attention(
+            self.qkvo(x), sin, cos, lepe.weight, lepe.bias, proj.weight, proj.bias, gamma, self.spec()
+        )
 
 
-CORE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+@torch.fx.wrap  # FX tracing records one call instead of tracing into the run-time choices below
+def gated_attention(qkvo, sin, cos, lepe_w, lepe_b, proj_w, proj_b, gamma, spec: CoreSpec) -> torch.Tensor:
+    """Everything after the q/k/v/o projection: the lean autograd node when training eagerly (compiled,
+    autograd and Inductor decide what to keep), in place without autograd."""
+    if gamma is not None:
+        proj_w, proj_b = proj_w * gamma.view(-1, 1, 1, 1), proj_b * gamma.view(-1)
+    table = rotation_table(sin, cos, torch.promote_types(qkvo.dtype, torch.float32))
+    args = (qkvo, table, lepe_w, lepe_b, proj_w, proj_b)
+    grad = needs_grad(*args)
+    if grad and eager_autograd():
+        return GatedMix.apply(*args, spec)
+    return GatedMix.infer(*args, spec, grad=grad)[0]
 
-
-def kv_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``q @ (kᵀ @ v)``, RALA's two O(N·d²) products, in the precision of q, or with ``dtype`` operands
-    (bf16/fp16: the GPU's matrix units, products accumulated in fp32) and the result back in q's type."""
-    if dtype == torch.float32:
-        return q @ (k.transpose(-1, -2) @ v)
-    return (q.to(dtype) @ (k.transpose(-1, -2).to(dtype) @ v.to(dtype))).to(q.dtype)
 
 
 class RALA(_GatedAttention):
@@ -106,46 +220,12 @@ class RALA(_GatedAttention):
         self.use_gate = use_gate
         self.core_dtype = core_dtype
 
-    def mix(self, q, k, v, sin, cos):
-        # α's softmax, the normaliser and the KV product accumulate in fp32 even under autocast.
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            dtype = torch.promote_types(q.dtype, torch.float32)
-            table = rotation_table(sin, cos, dtype)
-            # ELU of q and k in one pass over one fresh contiguous (2, B, h, N, d) tensor (ELU is several
-            # times slower on strided views). φ(t) = ELU(t) + 1 is kept as ELU(t): every use below adds
-            # the 1 where it costs nothing.
-            qk = F.elu_(torch.stack((q, k)).to(dtype))
-            e_q, e_k = qk.unbind(0)
-            v = v.to(dtype)
-            if self.use_alpha:
-                q_mean = e_q.mean(dim=-2, keepdim=True) + 1.0  # mean of φ(q), (B, h, 1, d)
-                # softmax_N(scale·q̄·φ(k_j)) = softmax_N(scale·q̄·ELU(k_j)): the q̄·1 term is constant in j
-                alpha = torch.softmax(e_k @ (self.scale * q_mean).transpose(-1, -2), dim=-2)  # (B, h, N, 1)
-                k_mean = alpha.transpose(-1, -2) @ e_k + 1.0  # mean of k̃ = Σ_j α_j φ(k_j), (B, h, 1, d)
-                # Σ_j RoPE(k̃_j)ᵀ v_j / N with k̃_j = N α_j φ(k_j): the N cancels, α moves onto v
-                v = alpha * v
-            else:
-                k_mean = e_k.mean(dim=-2, keepdim=True) + 1.0
-                v = v / q.shape[-2]
-            # z = 1 / (φ(q)·k̄ + 1e-6) with φ(q)·k̄ = ELU(q)·k̄ + Σ k̄
-            denom = e_q @ k_mean.transpose(-1, -2) + (k_mean.sum(-1, keepdim=True) + 1e-6)  # (B, h, N, 1)
-            rope_q, rope_k = rotate(qk, table, add_one=True).unbind(0)  # RoPE(φ(q)), RoPE(φ(k))
-            num = kv_product(rope_q, rope_k, v, self.core_dtype)
-            return num.div_(denom) if not num.requires_grad else num / denom
-
 
 class SoftmaxAttention(_GatedAttention):
-    """Softmax attention with RoPE on q and k, through the fused SDPA kernel (never an N×N tensor
-    where a memory-efficient kernel exists)."""
+    """Softmax attention with RoPE on q and k, through the fused SDPA kernel."""
 
     kind = "v"
 
-    def mix(self, q, k, v, sin, cos):
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        table = rotation_table(sin, cos, dtype)
-        q = rotate(q.to(dtype), table).to(v.dtype)
-        k = rotate(k.to(dtype), table).to(v.dtype)
-        return F.scaled_dot_product_attention(q, k, v)
 
-
+CORES = {"l": (rala_forward, rala_backward), "v": (softmax_forward, softmax_backward)}
 ATTENTION_TYPES = {"l": RALA, "v": SoftmaxAttention}

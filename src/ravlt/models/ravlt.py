@@ -6,9 +6,12 @@ state dict loads with ``strict=True`` and no renaming.
 Speed (``tests/reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
 the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, LayerNorm needs no
 permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
-is folded into the depth-wise kernel; LayerScale, DropPath and the residual add are one ``addcmul``;
-without autograd, intermediates are updated in place; :meth:`RAVLT.fuse` folds BatchNorm for
-inference.
+is folded into the depth-wise kernel; LayerScale is folded into the output projections, DropPath and the
+residual add are one ``addcmul``; without autograd, intermediates are updated in place; :meth:`RAVLT.fuse`
+folds BatchNorm for inference.
+
+Training memory: attention and FFN each run as one autograd node of :mod:`ravlt.models.lean` that keeps
+little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, plain autograd 29.5).
 """
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from . import lean
 from .attention import ATTENTION_TYPES
+from .lean import eager_autograd, needs_grad
 from .rope import RoPE2d
 
 
@@ -64,29 +69,65 @@ class LayerNorm2d(nn.Module):
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def depthwise_plus_identity(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``x + conv(x)`` for a depth-wise ``conv`` in one pass: the identity joins the kernel's centre tap."""
-    weight = conv.weight.clone()
-    weight[:, :, conv.kernel_size[0] // 2, conv.kernel_size[1] // 2] += 1.0
-    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+# The functions wrapped with torch.fx.wrap decide at run time (in place or not, lean autograd node or
+# not); FX symbolic tracing (timm's feature_cls='fx', torchvision's create_feature_extractor) records them
+# as single calls instead of tracing into that logic.
 
 
-def add_residual(x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
-    """``x + DropPath(γ·y)`` in one pass: DropPath's per-sample keep mask and 1/keep land on γ.
+def with_identity(weight: torch.Tensor) -> torch.Tensor:
+    """The depth-wise kernel of ``x + conv(x)``: the identity joins the kernel's centre tap."""
+    weight = weight.clone()
+    weight[:, :, weight.shape[-2] // 2, weight.shape[-1] // 2] += 1.0
+    return weight
 
-    In place on ``x`` when autograd records none of the three (x is then a block's own intermediate).
-    """
-    scale = drop_path(gamma.expand(x.shape[0], -1, -1, -1))
-    if x.requires_grad or y.requires_grad or scale.requires_grad:
-        return torch.addcmul(x, y, scale)
-    return x.addcmul_(y, scale)
+
+@torch.fx.wrap
+def depthwise_plus_identity(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x + conv(x)`` for a stride-1 'same' depth-wise conv, in one pass."""
+    return F.conv2d(x, with_identity(weight), bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+
+
+def drop_scale(drop_path: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """DropPath's per-sample scale (0 or 1/keep) for a residual branch, drawn exactly as DropPath draws it
+    for the branch itself; None when nothing is dropped."""
+    if isinstance(drop_path, DropPath) and drop_path.training and drop_path.drop_prob > 0:
+        return drop_path(x.new_ones((x.shape[0], 1, 1, 1)))
+    return None
+
+
+@torch.fx.wrap
+def add_residual(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``x + scale·y``; in place on ``x`` when autograd records neither (x is then a block's intermediate)."""
+    if needs_grad(x, y):
+        return x + y if scale is None else torch.addcmul(x, y, scale)
+    return x.add_(y) if scale is None else x.addcmul_(y, scale)
+
+
+@torch.fx.wrap
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU, in place when autograd does not record ``x`` (a fresh intermediate)."""
+    return F.gelu(x) if needs_grad(x) else torch.ops.aten.gelu_(x)
 
 
 class GELU(nn.GELU):
-    """GELU, in place when autograd does not record its input (it is then a fresh intermediate)."""
+    """:func:`gelu` as a module (the stem's)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x) if x.requires_grad else torch.ops.aten.gelu_(x)
+        return gelu(x)
+
+
+@torch.fx.wrap
+def conv_ffn(x, w1, b1, w_dw, b_dw, w2, b2, gamma):
+    """:class:`ConvFFN`'s arithmetic: the lean autograd node when training eagerly (compiled, autograd and
+    Inductor decide what to keep), in place without autograd."""
+    w_dw = with_identity(w_dw)
+    if gamma is not None:
+        w2, b2 = w2 * gamma.view(-1, 1, 1, 1), b2 * gamma.view(-1)
+    args = (x, w1, b1, w_dw, b_dw, w2, b2)
+    grad = needs_grad(*args)
+    if grad and eager_autograd():
+        return lean.ConvFFN.apply(*args)
+    return lean.ConvFFN.infer(*args, grad=grad)
 
 
 class ConvFFN(nn.Module):
@@ -95,13 +136,13 @@ class ConvFFN(nn.Module):
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Conv2d(dim, hidden_dim, 1)
-        self.act = GELU()
         self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.fc1(x))
-        return self.fc2(depthwise_plus_identity(self.dwconv, x))
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
+        """The FFN's output, times the per-channel ``gamma`` (LayerScale, folded into fc2) if given."""
+        fc1, dw, fc2 = self.fc1, self.dwconv, self.fc2
+        return conv_ffn(x, fc1.weight, fc1.bias, dw.weight, dw.bias, fc2.weight, fc2.bias, gamma)
 
 
 class RAVLTBlock(nn.Module):
@@ -127,9 +168,10 @@ class RAVLTBlock(nn.Module):
         self.gamma_2 = nn.Parameter(torch.full((1, dim, 1, 1), float(layer_scale_init)))
 
     def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        x = depthwise_plus_identity(self.pos, x)
-        x = add_residual(x, self.attn(self.norm1(x), sin, cos), self.gamma_1, self.drop_path)
-        return add_residual(x, self.ffn(self.norm2(x)), self.gamma_2, self.drop_path)
+        x = depthwise_plus_identity(x, self.pos.weight, self.pos.bias)
+        # LayerScale is folded into the projections before the residual adds (exact, and nothing to keep)
+        x = add_residual(x, self.attn(self.norm1(x), sin, cos, gamma=self.gamma_1), drop_scale(self.drop_path, x))
+        return add_residual(x, self.ffn(self.norm2(x), gamma=self.gamma_2), drop_scale(self.drop_path, x))
 
 
 class Downsample(nn.Module):
@@ -272,7 +314,10 @@ class RAVLT(nn.Module):
                     layer_scale_init[i],
                 )
             )
-            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=4 * 2**i, module=f"layers.{i}"))
+            # the stage's last block: its output is the feature map (the stage module's own output is downsampled)
+            self.feature_info.append(
+                dict(num_chs=embed_dims[i], reduction=4 * 2**i, module=f"layers.{i}.blocks.{depths[i] - 1}")
+            )
 
         if with_head:
             self.proj = nn.Conv2d(embed_dims[-1], head_hidden_size, 1)

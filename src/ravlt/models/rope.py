@@ -39,18 +39,16 @@ def _as_complex(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(pairs)
 
 
-def rotate(x: torch.Tensor, table: torch.Tensor, add_one: bool = False) -> torch.Tensor:
-    """RoPE(x), or RoPE(x + 1) with ``add_one``, through ``table`` from :func:`rotation_table`.
-
-    x is real (..., N, d) in the real type of ``table``. ``add_one`` folds the ``+ 1`` of RALA's kernel
-    ELU(t) + 1 into the same kernel: RoPE is linear, so RoPE(x + 1) = RoPE(x) + (1 + i)·e^{iθ}.
-    """
+def rotate(x: torch.Tensor, table: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """RoPE(x), or RoPE⁻¹(x) = RoPEᵀ(x) with ``inverse`` (a backward's rotation), through ``table`` from
+    :func:`rotation_table`; x is real (..., N, d) in the real type of ``table``."""
     if not table.is_complex():  # real arithmetic for torch.compile, which fuses it into one kernel
-        real, imag = (x + 1.0 if add_one else x).unflatten(-1, (-1, 2)).unbind(-1)
+        real, imag = x.unflatten(-1, (-1, 2)).unbind(-1)
         cos, sin = table.unbind(-1)
+        if inverse:
+            sin = -sin
         return torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1).flatten(-2)
-    xc = _as_complex(x)
-    out = torch.addcmul(table * (1 + 1j), xc, table) if add_one else xc * table
+    out = _as_complex(x) * (table.conj() if inverse else table)
     return torch.view_as_real(out).flatten(-2)
 
 
@@ -70,14 +68,20 @@ class RoPE2d(nn.Module):
         self.register_buffer("angle", angle.repeat_interleave(2))
 
     def forward(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        angle = self.angle if self.angle.dtype == torch.float64 else self.angle.float()
-        theta_h = torch.arange(height, device=angle.device, dtype=angle.dtype)[:, None] * angle
-        theta_w = torch.arange(width, device=angle.device, dtype=angle.dtype)[:, None] * angle
-        theta = torch.cat(
-            (
-                theta_h[:, None, :].expand(height, width, -1),
-                theta_w[None, :, :].expand(height, width, -1),
-            ),
-            dim=-1,
-        ).flatten(0, 1)
-        return theta.sin(), theta.cos()
+        return rope_tables(self.angle, height, width)
+
+
+@torch.fx.wrap  # FX tracing records one call (the dtype choice below is not traceable)
+def rope_tables(angle: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, d) sin and cos of θ for a height × width map, row-major, in float32 (float64 for a float64 angle)."""
+    angle = angle if angle.dtype == torch.float64 else angle.float()
+    theta_h = torch.arange(height, device=angle.device, dtype=angle.dtype)[:, None] * angle
+    theta_w = torch.arange(width, device=angle.device, dtype=angle.dtype)[:, None] * angle
+    theta = torch.cat(
+        (
+            theta_h[:, None, :].expand(height, width, -1),
+            theta_w[None, :, :].expand(height, width, -1),
+        ),
+        dim=-1,
+    ).flatten(0, 1)
+    return theta.sin(), theta.cos()

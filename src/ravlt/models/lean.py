@@ -1,0 +1,188 @@
+"""Autograd nodes that keep little for backward: RAVLT's training memory.
+
+Plain autograd keeps every intermediate an op needs for its gradient: for one RALA block that is
+about 31 feature maps of the block's width, most of them cheap to recompute. The two nodes here keep
+only what is expensive to recompute (products of the 1×1 projections) and recompute the rest in
+backward, with exactly the gradients of the plain formulas (``tests/perf`` compares them with autograd
+through ``tests/reference.py``, in float32 and float64):
+
+- :class:`GatedMix`, everything after the q/k/v/o projection: LePE, the attention core (its own
+  backward: ``attention.py``), gate and output projection. Keeps the projection and
+  ``attention + LePE``; its gradient for the projection is one channels-last tensor (autograd's
+  ``chunk`` would concatenate four and then copy them into the layout the convolution wants).
+- :class:`ConvFFN`, the feed-forward ``fc2(h' + DWConv(h'))`` with ``h' = GELU(fc1(x))``. Keeps x and
+  ``fc1(x)``; GELU and the depth-wise convolution are recomputed.
+
+Each also has an ``infer`` path for when no gradient is needed: the same arithmetic in place.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch.autograd import Function
+
+
+class CoreSpec(NamedTuple):
+    """What an attention module's arithmetic depends on besides tensors; ``kind`` picks the core in
+    ``attention.CORES``: a (forward, backward) pair working on (B, heads, N, d) views."""
+
+    kind: str  # "l" (RALA) or "v" (softmax)
+    heads: int
+    scale: float
+    use_alpha: bool
+    use_gate: bool
+    core_dtype: torch.dtype  # operands of RALA's two O(N·d²) products
+
+
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def eager_autograd() -> bool:
+    """Whether a lean node may run: not under torch.compile (autograd and Inductor decide what to keep
+    there) nor torch.jit.trace (a trace, such as fvcore's FLOP count, must see the ops inside)."""
+    return not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
+def conv_backward(grad, input, weight, needs=(True, True, True), groups: int = 1):
+    """(∂input, ∂weight, ∂bias) of a stride-1 'same' convolution; ``weight`` is cast to the dtype the
+    forward ran in (autocast casts it there)."""
+    weight = weight.to(input.dtype)
+    padding = [weight.shape[-2] // 2, weight.shape[-1] // 2]
+    return torch.ops.aten.convolution_backward(
+        grad, input, weight, [weight.shape[0]], [1, 1], padding, [1, 1], False, [0, 0], groups, list(needs)
+    )
+
+
+def split_heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, heads, N, d), a view in both NCHW and channels-last memory (never a copy:
+    :class:`GatedMix`'s backward writes through it)."""
+    b, c, h, w = t.shape
+    return t.view(b, num_heads, c // num_heads, h * w).transpose(-1, -2)
+
+
+def autocast_state(device_type: str) -> tuple:
+    """The forward's autocast state, for :func:`replay_autocast` in backward (recomputed ops must see
+    the same dtypes)."""
+    return device_type, torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+
+
+def replay_autocast(state: tuple):
+    device_type, enabled, dtype = state
+    return torch.autocast(device_type, dtype=dtype, enabled=enabled)
+
+
+class Core(Function):
+    """The attention core alone, (B, heads, N, d) q, k, v -> (B, heads, N, d): ``attention.CORES[kind]``."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, table, spec):
+        from .attention import CORES
+
+        ctx.spec = spec
+        out, saved = CORES[spec.kind][0](q, k, v, table, spec)
+        ctx.save_for_backward(q, k, v, table, *saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        from .attention import CORES
+
+        q, k, v, table, *saved = ctx.saved_tensors
+        spec = ctx.spec
+        return *CORES[spec.kind][1](q, k, v, table, spec, saved, grad), None, None
+
+
+class GatedMix(Function):
+    """``proj((core(q, k, v) + LePE(v)) ⊙ o)`` from the (B, 4C, H, W) projection ``qkvo``; ``spec`` is a
+    :class:`CoreSpec`."""
+
+    @staticmethod
+    def infer(qkvo, table, lepe_w, lepe_b, proj_w, proj_b, spec, grad: bool = False):
+        """The forward arithmetic; in place where that is safe without autograd (``grad=False``). Returns
+        the output, ``attention + LePE`` and the core's saved tensors."""
+        from .attention import CORES
+
+        heads = spec.heads
+        q, k, v, o = qkvo.chunk(4, dim=1)
+        lepe = F.conv2d(v, lepe_w, lepe_b, padding=lepe_w.shape[-1] // 2, groups=v.shape[1])
+        with torch.autocast(qkvo.device.type, enabled=False):  # the core picks its own precision
+            res, saved = CORES[spec.kind][0](*(split_heads(t, heads) for t in (q, k, v)), table, spec)
+        split_heads(lepe, heads).add_(res)  # attention + LePE, in LePE's (channels-last) memory
+        gated = (lepe * o if grad else lepe.mul_(o)) if spec.use_gate else lepe
+        return F.conv2d(gated, proj_w, proj_b), lepe, saved
+
+    @staticmethod
+    def forward(ctx, qkvo, table, lepe_w, lepe_b, proj_w, proj_b, spec):
+        out, mixed, saved = GatedMix.infer(qkvo, table, lepe_w, lepe_b, proj_w, proj_b, spec, grad=True)
+        ctx.spec = spec
+        ctx.autocast = autocast_state(qkvo.device.type)
+        ctx.save_for_backward(qkvo, table, lepe_w, proj_w, mixed, *saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        from .attention import CORES
+
+        qkvo, table, lepe_w, proj_w, mixed, *saved = ctx.saved_tensors
+        spec = ctx.spec
+        heads, use_gate = spec.heads, spec.use_gate
+        q, k, v, o = qkvo.chunk(4, dim=1)
+        with replay_autocast(ctx.autocast):
+            gated = mixed * o if use_gate else mixed
+            needs = ctx.needs_input_grad
+            g_gated, g_proj_w, g_proj_b = conv_backward(grad, gated, proj_w, (True, needs[4], needs[5]))
+            del gated
+            g_qkvo = torch.empty_like(qkvo)
+            g_q, g_k, g_v, g_o = g_qkvo.chunk(4, dim=1)
+            if use_gate:
+                torch.mul(g_gated, mixed, out=g_o)
+                g_gated.mul_(o)  # now the gradient of attention + LePE
+            else:
+                g_o.zero_()
+            g_v_lepe, g_lepe_w, g_lepe_b = conv_backward(g_gated, v, lepe_w, (True, needs[2], needs[3]), v.shape[1])
+        with torch.autocast(qkvo.device.type, enabled=False):
+            dq, dk, dv = CORES[spec.kind][1](
+                *(split_heads(t, heads) for t in (q, k, v)), table, spec, saved, split_heads(g_gated, heads)
+            )
+        split_heads(g_q, heads).copy_(dq)
+        split_heads(g_k, heads).copy_(dk)
+        torch.add(split_heads(g_v_lepe, heads), dv, out=split_heads(g_v, heads))
+        return g_qkvo, None, g_lepe_w, g_lepe_b, g_proj_w, g_proj_b, None
+
+
+class ConvFFN(Function):
+    """``fc2(d)`` with ``d = DWConv(GELU(fc1(x)))`` (the caller folds the FFN's identity into the
+    depth-wise kernel, and LayerScale into fc2)."""
+
+    @staticmethod
+    def infer(x, w1, b1, w_dw, b_dw, w2, b2, grad: bool = False):
+        h = F.conv2d(x, w1, b1)
+        h = F.gelu(h) if grad else torch.ops.aten.gelu_(h)
+        return F.conv2d(F.conv2d(h, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=h.shape[1]), w2, b2)
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w_dw, b_dw, w2, b2):
+        hidden = F.conv2d(x, w1, b1)
+        d = F.conv2d(F.gelu(hidden), w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
+        ctx.autocast = autocast_state(x.device.type)
+        ctx.save_for_backward(x, hidden, w1, w_dw, b_dw, w2)
+        return F.conv2d(d, w2, b2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, hidden, w1, w_dw, b_dw, w2 = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        with replay_autocast(ctx.autocast):
+            act = F.gelu(hidden)
+            d = F.conv2d(act, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
+            g_d, g_w2, g_b2 = conv_backward(grad, d, w2, (True, needs[5], needs[6]))
+            del d
+            g_act, g_w_dw, g_b_dw = conv_backward(g_d, act, w_dw, (True, needs[3], needs[4]), hidden.shape[1])
+            del act, g_d
+            g_hidden = torch.ops.aten.gelu_backward(g_act, hidden)
+            del g_act
+            g_x, g_w1, g_b1 = conv_backward(g_hidden, x, w1, (needs[0], needs[1], needs[2]))
+        return g_x, g_w1, g_b1, g_w_dw, g_b_dw, g_w2, g_b2

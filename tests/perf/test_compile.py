@@ -1,0 +1,70 @@
+"""torch.compile of the whole model: no graph breaks (inference and training), one graph for every image
+size with ``dynamic=True`` (detection-style inputs), and Inductor's logits and gradients equal eager's."""
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch._dynamo.testing import CompileCounter
+
+import ravlt  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def loss_of(model):
+    def step(x):
+        return F.cross_entropy(model(x), torch.arange(x.shape[0]) % 10)
+
+    return step
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_no_graph_breaks(mode):
+    model = timm.create_model("ravlt_t", num_classes=10).train(mode == "train")
+    x = torch.randn(2, 3, 64, 96)
+    fn = loss_of(model) if mode == "train" else torch.no_grad()(model)
+    explanation = torch._dynamo.explain(fn)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
+def test_dynamic_sizes_compile_once():
+    """Feature maps of every size, as a detector feeds them: one graph, no recompilation per size."""
+    model = timm.create_model("ravlt_t", features_only=True).eval()
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter, dynamic=True)
+    with torch.no_grad():
+        for height, width in ((96, 128), (160, 96), (224, 224), (100, 70)):
+            feats = compiled(torch.randn(2, 3, height, width))
+            assert feats[0].shape[-2:] == ((height + 3) // 4, (width + 3) // 4)
+    assert counter.frame_count == 1
+
+
+@pytest.mark.slow
+def test_inductor_logits_and_gradients_equal_eager():
+    torch.manual_seed(0)
+    model = timm.create_model("ravlt_t", num_classes=10).train()
+    compiled = torch.compile(loss_of(model))
+    x = torch.randn(2, 3, 64, 96)
+    results = []
+    for fn in (loss_of(model), compiled):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss = fn(x)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss, grads), (want, want_grads) = results[1], results[0]
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    # a floor for the parameters whose exact gradient is zero (a conv bias before a training-mode BatchNorm):
+    # theirs is rounding noise in both
+    floor = 1e-6 * max(g.norm() for g in want_grads.values())
+    for name, g in grads.items():
+        assert (g - want_grads[name]).norm() <= 1e-4 * want_grads[name].norm() + floor, name
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-5, atol=1e-5)
