@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ravlt.models.attention import RALA, SoftmaxAttention, split_heads
+from ravlt.models.attention import RALA, SoftmaxAttention
+from ravlt.models.lean import split_heads
 from ravlt.models.ravlt import RAVLT, RAVLTBlock
 from ravlt.models.rope import apply_rope
 

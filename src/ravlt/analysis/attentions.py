@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ravlt.models import RALA, SoftmaxAttention, apply_rope
-from ravlt.models.attention import split_heads
+from ravlt.models.lean import split_heads
 
 ATTENTIONS = ("rala", "plain", "softmax")
 ATTENTION_LABELS = {"rala": "RALA", "plain": "plain linear", "softmax": "softmax"}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lean import Core, CoreSpec, GatedMix, eager_autograd, needs_grad, split_heads
+from .lean import Core, CoreSpec, GatedMix, eager_autograd, needs_grad
 from .rope import rotate, rotation_table
 
 
@@ -38,13 +38,6 @@ def operands(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``t`` as an operand of RALA's O(N·d²) products: unchanged for float32 (the core's own precision,
     fp64 in an fp64 model), else cast to the low-precision ``dtype``."""
     return t if dtype == torch.float32 else t.to(dtype)
-
-
-def kv_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``q @ (kᵀ @ v)``, RALA's two O(N·d²) products, in the precision of q, or with ``dtype`` operands
-    (bf16/fp16: the GPU's matrix units, products accumulated in fp32) and the result back in q's type."""
-    kv = operands(k, dtype).transpose(-1, -2) @ operands(v, dtype)
-    return (operands(q, dtype) @ kv).to(q.dtype)
 
 
 def rala_forward(q, k, v, table, spec: CoreSpec):
@@ -199,7 +192,7 @@ class RALA(_GatedAttention):
 
     ``core_dtype`` (an option, measured by ``python -m ravlt.bench --suite cuda``): float32 (the default)
     keeps the whole core in fp32 (fp64 for an fp64 model); bfloat16 / float16 runs the two O(N·d²)
-    products (:func:`kv_product`) with low-precision operands and fp32 accumulation, while α's softmax,
+    products (in :func:`rala_forward`) with low-precision operands and fp32 accumulation, while α's softmax,
     the normaliser, ELU and RoPE stay fp32.
     """
 

@@ -1,7 +1,6 @@
 """Parameters and FLOPs (fvcore, multiply-adds, 224²) of the RAVLT variants: ``make flops``."""
 from __future__ import annotations
 
-import argparse
 import logging
 import warnings
 from math import prod
