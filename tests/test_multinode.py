@@ -4,6 +4,7 @@ without SLURM. Each run must finish on both nodes (no deadlock at evaluation or 
 metrics file and one set of checkpoints, on rank 0; classification must match one node with two processes."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def one_node(tmp_path_factory) -> dict:
                           cwd=PROJECT_ROOT, env=environment(data), capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "distributed_backend=gloo" in done.stdout + done.stderr
-    return {"output": done.stdout + done.stderr, "dir": out, "data": data}
+    yield {"output": done.stdout + done.stderr, "dir": out, "data": data}
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,7 +74,8 @@ def digits_run(tmp_path_factory, digits_dir):
         out, "experiment=digits_demo", f"dataset.root={digits_dir}", f"task.max_epochs={DIGITS_EPOCHS}",
         f"task.batch_size={DIGITS_BATCH}", "task.log_every_n_steps=1",
     )  # fmt: skip
-    return out, metrics
+    yield out, metrics
+    shutil.rmtree(out, ignore_errors=True)  # two RAVLT-T checkpoints with optimizer state and EMA: ~450 MB
 
 
 @pytest.mark.slow
@@ -206,6 +208,7 @@ def uninterrupted(tmp_path_factory, digits_dir) -> dict:
     out = tmp_path_factory.mktemp("uninterrupted")
     finish(train_py(*RESUME, f"hydra.run.dir={out}", env={"RAVLT_DATA_DIR": str(digits_dir.parent)}))
     state = checkpoint_state(out / "checkpoints" / "last.ckpt")
+    shutil.rmtree(out, ignore_errors=True)  # only the state is needed from here on
     assert (state["global_step"], state["epoch"]) == (3 * 8, 2)  # saved after the third (0-based 2) epoch
     return state
 
