@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py, the plain-
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def pytest_report_header(config):
+    # the whole suite peaked at 2.6 GB of temporary files (2026-11-30); a full disk shows up as errors in tmp_path
+    folder = tempfile.gettempdir()
+    return f"temporary files: {shutil.disk_usage(folder).free / 2**30:.1f} GiB free in {folder} (the suite needs about 3)"
 
 
 @pytest.fixture(autouse=True)

@@ -140,11 +140,17 @@ def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_roo
     ckpt = tmp_path / "demo.pth"
     torch.save({"meta": {}, "state_dict": MMDET_MODELS.build(config.model).state_dict()}, ckpt)
 
+    # a visualizer left in this process by an earlier run (as mmdet's configs name it) must not be reused
+    from mmdet.visualization import DetLocalVisualizer
+    DetLocalVisualizer.get_instance("visualizer", vis_backends=[dict(type="LocalVisBackend")], save_dir=str(tmp_path / "earlier"))
+
     cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t", "detector=mask_rcnn_demo",
                       "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu", "logger=csv")  # fmt: skip
     metrics = detection.run(cfg)
     assert COCO_METRIC_KEYS <= metrics.keys()
     assert all(-1.0 <= v <= 1.0 for v in metrics.values())
+    assert list((tmp_path / "run").glob("*/vis_data/config.py")), "this run's config is saved in its own folder"
+    assert not (tmp_path / "earlier").exists()
 
     wrong = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_s",
                         "detector=mask_rcnn_demo", "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu",

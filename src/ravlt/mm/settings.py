@@ -299,6 +299,10 @@ def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: st
         backends.append(dict(type="TensorboardVisBackend"))
     mm_cfg.visualizer.vis_backends = backends
     mm_cfg.vis_backends = backends
+    # Unnamed, the Runner names it after this run (experiment name + timestamp). The shipped name
+    # ('visualizer') would hand a later run in the same process the first run's instance, which writes
+    # into the first run's folder.
+    mm_cfg.visualizer.pop("name", None)
 
 
 def set_run(mm_cfg: Config, seed: int, output_dir: str, run_name: str, cfg_options: DictConfig | None = None) -> None:
