@@ -52,6 +52,25 @@ def test_a_dense_task_without_the_openmmlab_extras_names_the_install_command(tas
     assert not data.exists()  # stopped before generating the dataset
 
 
+ONEDL_NOTICE = "Could not import OneDL"
+DENSE_MODULES = ("ravlt.tasks.detection", "ravlt.tasks.segmentation", "ravlt.predict.detection",
+                 "ravlt.predict.segmentation", "ravlt.rehearse.inputs")  # fmt: skip
+
+
+def test_the_dense_paths_hold_back_the_forks_onedl_notice():
+    pytest.importorskip("mmdet")
+    pytest.importorskip("mmseg")
+    plain = python("-c", "import mmdet.datasets, mmseg.datasets")
+    if ONEDL_NOTICE not in plain.stdout + plain.stderr:
+        pytest.skip("this OpenMMLab fork prints no OneDL notice")
+    code = (f"import sys, importlib\nfor m in {DENSE_MODULES!r}: importlib.import_module(m)\n"
+            "from ravlt.tasks.detection import coco_classes\nassert len(coco_classes()) == 80\n"
+            "assert {'mmdet.datasets', 'mmseg.datasets'} <= set(sys.modules)")  # fmt: skip
+    done = python("-c", code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ONEDL_NOTICE not in done.stdout + done.stderr
+
+
 def copy_sources(dest: Path) -> Path:
     """What a build reads, copied (it writes build/ and *.egg-info/ beside the sources); the links in
     src/ravlt/bundled/ are relative, so they point into the copy."""

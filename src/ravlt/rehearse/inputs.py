@@ -50,11 +50,11 @@ def prepare(folder: str | os.PathLike, runs: list[Run]) -> Inputs:
     if "classification" in tasks:
         ensure_synthetic_imagenet(inputs.dataset_root("classification"))
     if "detection" in tasks:
-        from mmdet.datasets import CocoDataset
+        from ravlt.tasks.detection import coco_classes
 
         ensure_shapes_coco(
             inputs.dataset_root("detection"), num_train=DENSE_STEPS, num_val=VAL_IMAGES, image_size=COCO_SIZE,
-            max_shapes=MAX_INSTANCES, classes=CocoDataset.METAINFO["classes"], suffix=".jpg",
+            max_shapes=MAX_INSTANCES, classes=coco_classes(), suffix=".jpg",
         )  # fmt: skip
     if "segmentation" in tasks:
         width, height = ADE_SIZE

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmdet.datasets import CocoDataset
 from mmengine.config import Config
 from omegaconf import DictConfig
 
@@ -25,13 +24,20 @@ LAYOUT = "a folder with annotations/instances_{train,val}2017.json, train2017/ a
 EVALUATORS = ("val_evaluator", "test_evaluator")
 
 
+def coco_classes() -> tuple[str, ...]:
+    """COCO's 80 class names, as mmdet's CocoDataset has them."""
+    from mmdet.datasets import CocoDataset  # imported after ravlt.mm, which holds back the fork's OneDL notice
+
+    return tuple(CocoDataset.METAINFO["classes"])
+
+
 def checked_root(dataset: DictConfig, need_train: bool) -> Path:
     """The dataset's root (generated first for the offline dataset), checked against the COCO layout, and
     its annotation files (:mod:`ravlt.data.coco_annotations`)."""
     root = dataset_root(dataset, LAYOUT)
     splits = ("train", "val") if need_train else ("val",)
     require(dataset, root, [dataset[f"{split}_{part}"] for split in splits for part in ("ann", "images")], LAYOUT)
-    classes = list(dataset.get("classes") or CocoDataset.METAINFO["classes"])
+    classes = list(dataset.get("classes") or coco_classes())
     for split in splits:
         check_coco_annotations(root / dataset[f"{split}_ann"], classes, f"dataset.{split}_ann")
     return root
