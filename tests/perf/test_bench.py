@@ -76,3 +76,33 @@ def test_avx2_class_runs_in_its_own_process(tmp_path):
                     "--no-flops", "--no-memory", "--out", str(tmp_path)])
     assert results["avx2"]["meta"]["cpu_capability"] == "AVX2"
     assert results["native"]["meta"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_stage_parts_chain_to_the_forward_and_share_out_the_flops():
+    """``--stages``: the parts timed one by one are the whole forward, and their GFLOP add up to fvcore's total."""
+    import timm
+
+    from ravlt.bench.stages import part_gflops, stage_parts
+    from ravlt.tools.flops import count
+
+    x = torch.randn(2, 3, 64, 64)
+    for name in ("ravlt_s", "convnext_tiny"):
+        model = timm.create_model(name).eval()
+        parts = stage_parts(model)
+        assert [label for label, _, _ in parts] == ["stem", "stage 1", "stage 2", "stage 3", "stage 4", "head"]
+        with torch.no_grad():
+            out = x
+            for _, _, fn in parts:
+                out = fn(out)
+            torch.testing.assert_close(out, model(x), rtol=1e-5, atol=1e-5)
+        gflops = part_gflops(model, parts, 64)
+        assert all(g > 0 for g in gflops[:-1]) and gflops[-1] >= 0
+        assert abs(sum(gflops) - 2 * count(name, 64)[1]) < 1e-6
+
+
+def test_stages_table_from_a_quick_run(tmp_path, capsys):
+    main(["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--workloads", "eval", "--repeats", "1",
+          "--min-seconds", "0", "--no-memory", "--no-flops", "--stages", "--out", str(tmp_path)])
+    assert "| ravlt_s | stage 1 |" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "bench.json").read_text())["stages"]["rows"]
+    assert len(rows) == 12 and all(r["ms"] > 0 and r["gflop_per_s"] > 0 for r in rows)

@@ -72,6 +72,22 @@ def test_ffn_node_gradients_equal_the_plain_formulas(dtype):
     assert_same(fast, plain, dtype)
 
 
+@pytest.mark.parametrize("size", [3, 5])  # 5×5 takes the grouped-convolution weight gradient, 3×3 oneDNN's
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depthwise_conv_backward_equals_autograd(size, dtype):
+    from ravlt.models.lean import conv_backward
+
+    x = torch.randn(3, 8, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(8, 1, size, size, dtype=dtype, requires_grad=True)
+    bias = torch.randn(8, dtype=dtype, requires_grad=True)
+    out = torch.nn.functional.conv2d(x, weight, bias, padding=size // 2, groups=8)
+    grad = torch.randn_like(out)
+    want = torch.autograd.grad(out, (x, weight, bias), grad)
+    got = conv_backward(grad, x.detach(), weight.detach(), groups=8)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and rel_err(g, w) < TOL[dtype]
+
+
 def test_rala_core_gradients_equal_the_plain_formulas_float64():
     """The core alone (``attn.mix``), strided q/k/v views of one projection as in the model."""
     attn = RALA(32, 2).double()

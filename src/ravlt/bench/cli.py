@@ -30,6 +30,7 @@ from ravlt.tools.flops import count
 from ravlt.tools.malloc import keep_freed_memory
 
 from .report import plot, table, target_lines, targets, write_json
+from .stages import stage_breakdown, stages_table
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
 from .workloads import (BASELINE, MODELS, applies, default_workloads, make_step, onnxruntime_session,
                         onnxruntime_step, prepare_model)
@@ -67,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile every model (compile time not timed)")
     p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP counts")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--stages", action="store_true",
+                   help="also time each stage of ravlt_s and convnext_tiny in inference beside its arithmetic "
+                   "(CPU: where the time goes)")
     p.add_argument("--quick", action="store_true", help="tiny inputs, for a smoke test")
     p.add_argument("--out", type=Path, default=Path("outputs/bench"))
     return p.parse_args(argv)
@@ -209,6 +213,8 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     kept_freed_memory = not args.system_malloc and keep_freed_memory()
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
+    if args.stages and (device.type != "cpu" or dtype != torch.float32):
+        raise ConfigError("--stages times fp32 inference on the CPU: use it with --device cpu and float32")
     specs = []
     for name in args.models:
         reason = available(MODELS[name], device)
@@ -253,6 +259,11 @@ def run(args: argparse.Namespace) -> dict:
     )
     fp32_cpu_full = device.type == "cpu" and dtype == torch.float32 and not args.quick
     result["targets"] = targets(rows, softmax_memory) if fp32_cpu_full else []
+    if args.stages:
+        eval_workload = next(w for w in default_workloads(device, args.quick) if w.group == "eval")
+        result["stages"] = dict(batch=eval_workload.batch, size=eval_workload.size,
+                                rows=stage_breakdown(eval_workload.batch, eval_workload.size, args.repeats,
+                                                     result["sgemm_gflops"]))
     return result
 
 
@@ -293,6 +304,9 @@ def bench_command(args: argparse.Namespace, argv: list[str]) -> dict:
     result = run(args)
     print()
     print(table(result))
+    if "stages" in result:
+        stages = result["stages"]
+        print("\n" + stages_table(stages["rows"], stages["batch"], stages["size"]))
     write_json(result, args.out / "bench.json")
     drawn = plot(result, args.out / "throughput_vs_resolution.png")
     print(f"\nwrote {args.out / 'bench.json'}" + (f" and {args.out / 'throughput_vs_resolution.png'}" if drawn else ""))

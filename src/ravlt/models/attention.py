@@ -21,14 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lean import Core, CoreSpec, GatedMix, eager_autograd, needs_grad
+from .lean import Core, CoreSpec, GatedMix, lean_node_runs, needs_grad
 from .rope import rotate, rotation_table
 
 
 def phi(t: torch.Tensor) -> torch.Tensor:
     """RALA's kernel φ(t) = ELU(t) + 1, as exp(min(t, 0)) + max(t, 0): several times faster than
-    ``F.elu`` on the CPU (whose expm1 is not vectorised)."""
-    return torch.exp(t.clamp_max(0)) + t.clamp_min(0)
+    ``F.elu`` on the CPU (whose expm1 is not vectorised). In place on ``t`` (one pass fewer) when
+    autograd does not record it: callers pass a fresh tensor."""
+    if needs_grad(t):
+        return torch.exp(t.clamp_max(0)) + t.clamp_min(0)
+    return t.clamp_min(0).add_(t.clamp_max_(0).exp_())
 
 
 CORE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -156,7 +159,7 @@ class _GatedAttention(nn.Module):
         """(B, heads, N, d) q, k, v and (N, d) RoPE tables -> (B, heads, N, d) attention output."""
         table = rotation_table(sin, cos, torch.promote_types(q.dtype, torch.float32))
         with torch.autocast(device_type=q.device.type, enabled=False):
-            if needs_grad(q, k, v) and eager_autograd():
+            if needs_grad(q, k, v) and lean_node_runs(traceable_backward=self.kind in TRACEABLE_BACKWARDS):
                 return Core.apply(q, k, v, table, self.spec())
             return CORES[self.kind][0](q, k, v, table, self.spec())[0]
 
@@ -171,14 +174,14 @@ class _GatedAttention(nn.Module):
 
 @torch.fx.wrap  # FX tracing records one call instead of tracing into the run-time choices below
 def gated_attention(qkvo, sin, cos, lepe_w, lepe_b, proj_w, proj_b, gamma, spec: CoreSpec) -> torch.Tensor:
-    """Everything after the q/k/v/o projection: the lean autograd node when training eagerly (compiled,
-    autograd and Inductor decide what to keep), in place without autograd."""
+    """Everything after the q/k/v/o projection: the lean autograd node where autograd records (see
+    :func:`ravlt.models.lean.lean_node_runs`), in place without autograd."""
     if gamma is not None:
         proj_w, proj_b = proj_w * gamma.view(-1, 1, 1, 1), proj_b * gamma.view(-1)
     table = rotation_table(sin, cos, torch.promote_types(qkvo.dtype, torch.float32))
     args = (qkvo, table, lepe_w, lepe_b, proj_w, proj_b)
     grad = needs_grad(*args)
-    if grad and eager_autograd():
+    if grad and lean_node_runs(traceable_backward=spec.kind in TRACEABLE_BACKWARDS):
         return GatedMix.apply(*args, spec)
     return GatedMix.infer(*args, spec, grad=grad)[0]
 
@@ -221,4 +224,5 @@ class SoftmaxAttention(_GatedAttention):
 
 
 CORES = {"l": (rala_forward, rala_backward), "v": (softmax_forward, softmax_backward)}
+TRACEABLE_BACKWARDS = {"l"}  # softmax_backward calls torch.autograd.grad, which Dynamo does not trace
 ATTENTION_TYPES = {"l": RALA, "v": SoftmaxAttention}

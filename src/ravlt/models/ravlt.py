@@ -6,9 +6,9 @@ state dict loads with ``strict=True`` and no renaming.
 Speed (``tests/reference.py`` keeps the plain formulas; ``tests/perf`` holds the two to the same numbers):
 the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, LayerNorm needs no
 permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
-is folded into the depth-wise kernel; LayerScale is folded into the output projections, DropPath and the
-residual add are one ``addcmul``; without autograd, intermediates are updated in place; :meth:`RAVLT.fuse`
-folds BatchNorm for inference.
+is folded into the depth-wise kernel; LayerScale is folded into the output projections when training (into
+the residual's ``addcmul`` otherwise), DropPath and the residual add are one ``addcmul``; without autograd,
+intermediates are updated in place; :meth:`RAVLT.fuse` folds BatchNorm for inference.
 
 Training memory: attention and FFN each run as one autograd node of :mod:`ravlt.models.lean` that keeps
 little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, plain autograd 29.5).
@@ -28,7 +28,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from . import lean
 from .attention import ATTENTION_TYPES
-from .lean import eager_autograd, needs_grad
+from .lean import lean_node_runs, needs_grad
 from .rope import RoPE2d
 
 
@@ -96,6 +96,16 @@ def drop_scale(drop_path: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 
 @torch.fx.wrap
+def layer_scale(gamma: torch.Tensor, drop: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """LayerScale ``gamma`` and DropPath's per-sample ``drop`` as (γ to fold into the branch's output
+    projection, scale of the residual add): folded where autograd records (exact, and nothing more to keep),
+    else part of the residual's ``addcmul`` (no weight products per call)."""
+    if needs_grad(gamma):
+        return gamma, drop
+    return None, gamma if drop is None else gamma * drop
+
+
+@torch.fx.wrap
 def add_residual(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """``x + scale·y``; in place on ``x`` when autograd records neither (x is then a block's intermediate)."""
     if needs_grad(x, y):
@@ -118,14 +128,14 @@ class GELU(nn.GELU):
 
 @torch.fx.wrap
 def conv_ffn(x, w1, b1, w_dw, b_dw, w2, b2, gamma):
-    """:class:`ConvFFN`'s arithmetic: the lean autograd node when training eagerly (compiled, autograd and
-    Inductor decide what to keep), in place without autograd."""
+    """:class:`ConvFFN`'s arithmetic: the lean autograd node where autograd records (see
+    :func:`ravlt.models.lean.lean_node_runs`), in place without autograd."""
     w_dw = with_identity(w_dw)
     if gamma is not None:
         w2, b2 = w2 * gamma.view(-1, 1, 1, 1), b2 * gamma.view(-1)
     args = (x, w1, b1, w_dw, b_dw, w2, b2)
     grad = needs_grad(*args)
-    if grad and eager_autograd():
+    if grad and lean_node_runs():
         return lean.ConvFFN.apply(*args)
     return lean.ConvFFN.infer(*args, grad=grad)
 
@@ -169,9 +179,10 @@ class RAVLTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
         x = depthwise_plus_identity(x, self.pos.weight, self.pos.bias)
-        # LayerScale is folded into the projections before the residual adds (exact, and nothing to keep)
-        x = add_residual(x, self.attn(self.norm1(x), sin, cos, gamma=self.gamma_1), drop_scale(self.drop_path, x))
-        return add_residual(x, self.ffn(self.norm2(x), gamma=self.gamma_2), drop_scale(self.drop_path, x))
+        fold, scale = layer_scale(self.gamma_1, drop_scale(self.drop_path, x))
+        x = add_residual(x, self.attn(self.norm1(x), sin, cos, gamma=fold), scale)
+        fold, scale = layer_scale(self.gamma_2, drop_scale(self.drop_path, x))
+        return add_residual(x, self.ffn(self.norm2(x), gamma=fold), scale)
 
 
 class Downsample(nn.Module):

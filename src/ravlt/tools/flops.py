@@ -27,14 +27,22 @@ def _sdpa_flops(inputs, outputs) -> int:
     return prod(q[:-1]) * k[-2] * q[-1] * 2
 
 
+def _analysis(model: torch.nn.Module, size: int) -> FlopCountAnalysis:
+    analysis = FlopCountAnalysis(model, torch.randn(1, 3, size, size))
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
 def count(name: str, size: int = 224, **kwargs) -> tuple[float, float]:
     """(parameters in millions, GFLOPs) of one model at ``size``×``size``."""
     model = timm.create_model(name, **kwargs).eval()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    analysis = FlopCountAnalysis(model, torch.randn(1, 3, size, size))
-    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return params, analysis.total() / 1e9
+    return params, _analysis(model, size).total() / 1e9
+
+
+def module_flops(model: torch.nn.Module, size: int = 224) -> dict[str, int]:
+    """Multiply-adds of one image at ``size``×``size`` per module name ('' is the whole model)."""
+    return dict(_analysis(model, size).by_module())
 
 
 def main(argv: list[str] | None = None) -> None:
