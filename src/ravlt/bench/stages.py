@@ -17,7 +17,9 @@ from torch import nn
 from ravlt.models import RAVLT
 from ravlt.tools.flops import module_flops
 
-MODELS = ("ravlt_s", "convnext_tiny")
+from .workloads import BASELINE
+
+STAGE_MODELS = ("ravlt_s", BASELINE)
 
 
 def stage_parts(model: nn.Module) -> list[tuple[str, str, Callable]]:
@@ -61,12 +63,12 @@ def stage_breakdown(batch: int, size: int, repeats: int, sgemm_gflops: float) ->
     image, GFLOP/s and its fraction of sgemm."""
     x = torch.randn(batch, 3, size, size)
     setups = []
-    for name in MODELS:
+    for name in STAGE_MODELS:
         model = timm.create_model(name).eval()
         parts = stage_parts(model)
         setups.append((name, parts, part_gflops(model, parts, size)))
         time_parts(parts, x)  # warm-up
-    samples = {name: [] for name in MODELS}
+    samples = {name: [] for name in STAGE_MODELS}
     for _ in range(repeats):
         for name, parts, _ in setups:
             samples[name].append(time_parts(parts, x))
@@ -83,7 +85,7 @@ def stage_breakdown(batch: int, size: int, repeats: int, sgemm_gflops: float) ->
 def stages_table(rows: list[dict], batch: int, size: int) -> str:
     lines = [f"Where the time goes, inference b{batch} {size}² (median of interleaved passes):", "",
              "| model | part | ms | share | GFLOP/img | GFLOP/s | % of sgemm |", "|---|---|---:|---:|---:|---:|---:|"]
-    for name in MODELS:
+    for name in STAGE_MODELS:
         mine = [r for r in rows if r["model"] == name]
         total = sum(r["ms"] for r in mine)
         for r in mine:
