@@ -61,8 +61,8 @@ def test_pretrained_checkpoint_and_wandb_land_in_the_config(compose_run, coco_ro
     mm_cfg = detection.build_config(cfg)
     assert mm_cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(ckpt))
     backends = {b["type"]: b for b in mm_cfg.visualizer.vis_backends}
-    assert backends.keys() == {"LocalVisBackend", "WandbVisBackend"}
-    assert backends["WandbVisBackend"]["init_kwargs"]["mode"] == os.environ.get("WANDB_MODE", "offline")
+    assert backends.keys() == {"LocalVisBackend", "ravlt.WandbVisBackend"}
+    assert backends["ravlt.WandbVisBackend"]["init_kwargs"]["mode"] == os.environ.get("WANDB_MODE", "offline")
 
 
 def test_demo_config_takes_the_generated_dataset_classes(compose_run, shapes_root):
@@ -162,7 +162,9 @@ def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_roo
 @pytest.mark.slow
 def test_cli_trains_then_evaluates_its_checkpoint(shapes_root, tmp_path):
     """`python train.py task=detection ...` end to end on the tiny dataset: train, metrics.json, eval."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "WANDB_MODE": "offline"}
+    wandb_data = tmp_path / "wandb-data"  # W&B's artifact staging (~/.local/share/wandb by default)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "WANDB_MODE": "offline",
+           "WANDB_DATA_DIR": str(wandb_data)}
     common = ["task=detection", "model=ravlt_t", "detector=mask_rcnn_demo", "dataset=shapes_coco",
               f"dataset.root={shapes_root}", "hardware=cpu", "hardware.num_workers=0"]  # fmt: skip
     train_dir = tmp_path / "train"
@@ -176,6 +178,8 @@ def test_cli_trains_then_evaluates_its_checkpoint(shapes_root, tmp_path):
     assert list(train_dir.glob("*/vis_data/vis_image/val_img_*.png")), "drawn predictions are saved locally"
     media = list(train_dir.glob("wandb/offline-run-*/files/media/images/**/*.png"))
     assert media, "validation pictures are logged to the (offline) W&B run"
+    staged = [p for p in wandb_data.rglob("*") if p.is_file()]
+    assert not staged, f"W&B staged {len(staged)} files of the working directory, e.g. {staged[:3]}"
 
     eval_dir = tmp_path / "eval"
     subprocess.run([sys.executable, "train.py", *common, "logger=csv", "task.mode=eval", f"ckpt_path={checkpoint}",

@@ -1,4 +1,5 @@
-"""The W&B hook turns a detection sample into an interactive wandb.Image (boxes per class, mask, scores)."""
+"""W&B on the mmengine side: the hook turns a detection sample into an interactive wandb.Image (boxes per
+class, mask, scores); the backend records the config without staging the working directory."""
 import numpy as np
 import torch
 import wandb
@@ -36,3 +37,21 @@ def test_sample_becomes_wandb_image_with_boxes_and_masks(tmp_path):
     assert gt_box["position"] == dict(minX=1.0, minY=2.0, maxX=30.0, maxY=20.0)
     class_map = image._masks["predictions"]._val["mask_data"]
     assert class_map.shape == (40, 60) and set(np.unique(class_map)) == {0, 3}
+
+
+def test_wandb_backend_records_the_config_without_staging_the_working_directory(tmp_path, monkeypatch):
+    """mmengine's own backend copies every .py file below the working directory (a .venv included) into W&B's
+    artifact staging folder on every run; ours records the config only."""
+    from mmengine.config import Config
+
+    from ravlt.mm import VISBACKENDS
+
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "module.py").write_text("x = 1\n")
+    backend = VISBACKENDS.build(dict(type="ravlt.WandbVisBackend", save_dir=str(tmp_path / "vis"),
+                                     init_kwargs=dict(mode="offline", dir=str(tmp_path))))  # fmt: skip
+    backend.add_config(Config(dict(model=dict(depth=3))))
+    assert backend.experiment.config["model"] == {"depth": 3}
+    backend.close()
+    assert not [p for p in (tmp_path / "wandb-data").rglob("*") if p.is_file()]

@@ -67,7 +67,7 @@ def test_set_schedule_scales_epoch_milestones(mm_cfg):
 def test_set_logger_wandb_mode_follows_the_environment(mm_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     settings.set_logger(mm_cfg, OmegaConf.create({"name": "wandb", "mode": "online"}), "run", "/tmp/out")
-    wandb = next(b for b in mm_cfg.visualizer.vis_backends if b["type"] == "WandbVisBackend")
+    wandb = next(b for b in mm_cfg.visualizer.vis_backends if b["type"] == "ravlt.WandbVisBackend")
     assert wandb["init_kwargs"]["mode"] == "disabled"
 
 

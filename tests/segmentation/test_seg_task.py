@@ -92,7 +92,7 @@ def test_pretrained_checkpoint_and_wandb_land_in_the_config(compose_run, ade_roo
     mm_cfg = segmentation.build_config(cfg)
     assert Path(mm_cfg.filename).name == "upernet_ravlt-s_8xb2-160k_ade20k-512x512.py"  # the default segmentor
     assert mm_cfg.model.backbone.init_cfg == dict(type="Pretrained", checkpoint=str(ckpt))
-    assert {b["type"] for b in mm_cfg.visualizer.vis_backends} == {"LocalVisBackend", "WandbVisBackend"}
+    assert {b["type"] for b in mm_cfg.visualizer.vis_backends} == {"LocalVisBackend", "ravlt.WandbVisBackend"}
     assert mm_cfg.default_hooks.visualization.draw  # validation pictures go to every backend
 
 

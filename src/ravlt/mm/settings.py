@@ -23,8 +23,9 @@ What each takes:
   the schedule scale along) / ``max_iters`` (schedulers that ended with training end with it again),
   ``val_interval``, ``vis_interval`` (the first image of every n-th validation batch is drawn; 0 draws
   none; custom hooks whose type ends in ``ImagesHook``, our W&B image hooks, follow the same interval).
-- ``logger``: ``wandb`` adds mmengine's ``WandbVisBackend`` (offline unless ``WANDB_MODE`` says
-  otherwise), ``tensorboard`` its ``TensorboardVisBackend``; local JSON scalars and images always.
+- ``logger``: ``wandb`` adds ``ravlt.WandbVisBackend`` (mmengine's without the code snapshot; offline
+  unless ``WANDB_MODE`` says otherwise), ``tensorboard`` mmengine's ``TensorboardVisBackend``; local JSON
+  scalars and images always.
 - the run: ``seed``, ``output_dir`` (the Runner's ``work_dir``), ``run_name``, atomic checkpoint writes,
   ``ravlt.PreemptionHook``, the dataloaders' loaders wrapped in ``ravlt.NameFile``, and ``cfg_options`` (a
   nested dict merged last, like ``tools/train.py --cfg-options``).
@@ -285,7 +286,7 @@ def set_logger(mm_cfg: Config, logger: DictConfig, run_name: str, output_dir: st
     backends: list[dict[str, Any]] = [dict(type="LocalVisBackend")]
     if name == "wandb":
         backends.append(dict(
-            type="WandbVisBackend",
+            type="ravlt.WandbVisBackend",
             init_kwargs=dict(
                 project=logger.get("project") or "ravlt",
                 entity=logger.get("entity"),
