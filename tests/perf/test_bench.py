@@ -6,6 +6,8 @@ import torch
 from ravlt.bench.cli import main, softmax_attention_memory
 from ravlt.bench.report import targets
 from ravlt.bench.timing import peak_memory_mib
+from ravlt.models import RALA, SoftmaxAttention
+from ravlt.models.rope import RoPE2d
 
 
 def test_bench_quick_run_writes_table_json_and_plot(tmp_path, capsys):
@@ -106,3 +108,32 @@ def test_stages_table_from_a_quick_run(tmp_path, capsys):
     assert "| ravlt_s | stage 1 |" in capsys.readouterr().out
     rows = json.loads((tmp_path / "bench.json").read_text())["stages"]["rows"]
     assert len(rows) == 12 and all(r["ms"] > 0 and r["gflop_per_s"] > 0 for r in rows)
+
+
+def test_free_rala_core_leaves_the_rest_of_the_block_and_is_undone():
+    """``--free-rala-core``: inside, a RALA block is ``proj(LePE(v) ⊙ o)`` (the core gives zeros, forward and
+    backward), softmax attention is untouched; afterwards the real core is back."""
+    from ravlt.bench.headroom import free_rala_core
+
+    torch.manual_seed(0)
+    rala, softmax = RALA(64, 2), SoftmaxAttention(64, 2)
+    x = torch.randn(2, 64, 7, 7, requires_grad=True)
+    sin, cos = RoPE2d(32)(7, 7)
+    real, real_softmax = rala(x, sin, cos), softmax(x, sin, cos)
+    with free_rala_core():
+        free = rala(x, sin, cos)
+        free.sum().backward()
+        with torch.no_grad():
+            q, k, v, o = rala.qkvo(x).chunk(4, dim=1)
+            torch.testing.assert_close(free, rala.proj(rala.lepe(v) * o))
+        torch.testing.assert_close(softmax(x, sin, cos), real_softmax)
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the gradient flows through LePE, gate, projections
+    assert not torch.allclose(real, free, atol=1e-3)
+    torch.testing.assert_close(rala(x, sin, cos), real)
+
+
+def test_free_rala_core_run_is_marked_and_judges_no_targets(tmp_path, capsys):
+    result = main(["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--workloads", "eval", "--repeats", "1",
+                   "--min-seconds", "0", "--no-memory", "--no-flops", "--free-rala-core", "--out", str(tmp_path)])
+    assert "WHAT-IF: RALA core free" in capsys.readouterr().out
+    assert result["meta"]["free_rala_core"] is True and result["targets"] == []

@@ -9,6 +9,7 @@ and the issue's targets, writes ``bench.json`` and ``throughput_vs_resolution.pn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -29,6 +30,7 @@ from ravlt.models.rope import RoPE2d
 from ravlt.tools.flops import count
 from ravlt.tools.malloc import keep_freed_memory
 
+from .headroom import free_rala_core
 from .report import plot, table, target_lines, targets, write_json
 from .stages import stage_breakdown, stages_table
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
@@ -71,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stages", action="store_true",
                    help="also time each stage of ravlt_s and convnext_tiny in inference beside its arithmetic "
                    "(CPU: where the time goes)")
+    p.add_argument("--free-rala-core", action="store_true",
+                   help="what-if: RALA's core (phi, RoPE, alpha, its two products, the normaliser) returns zeros "
+                   "and costs nothing, everything else runs; the ceiling of a faster core (ravlt.bench.headroom)")
     p.add_argument("--quick", action="store_true", help="tiny inputs, for a smoke test")
     p.add_argument("--out", type=Path, default=Path("outputs/bench"))
     return p.parse_args(argv)
@@ -242,6 +247,7 @@ def run(args: argparse.Namespace) -> dict:
             compile=args.compile,
             clock=args.clock,
             fuse=args.fuse,
+            free_rala_core=args.free_rala_core,
             malloc="freed memory kept" if kept_freed_memory else "system default",
             repeats=args.repeats,
             torch=torch.__version__,
@@ -257,8 +263,8 @@ def run(args: argparse.Namespace) -> dict:
         rows=rows,
         softmax_attention_memory=softmax_memory,
     )
-    fp32_cpu_full = device.type == "cpu" and dtype == torch.float32 and not args.quick
-    result["targets"] = targets(rows, softmax_memory) if fp32_cpu_full else []
+    judged = device.type == "cpu" and dtype == torch.float32 and not args.quick and not args.free_rala_core
+    result["targets"] = targets(rows, softmax_memory) if judged else []
     if args.stages:
         eval_workload = next(w for w in default_workloads(device, args.quick) if w.group == "eval")
         result["stages"] = dict(batch=eval_workload.batch, size=eval_workload.size,
@@ -282,7 +288,7 @@ def run_each_cpu_class(argv: list[str], out: Path) -> dict:
     print("\nTargets on both CPU classes:")
     for cpu_class, result in results.items():
         print(f"{cpu_class} ({result['meta']['cpu_capability']}):")
-        print("\n".join(target_lines(result["targets"])) or "  (no targets: quick run, CUDA or bf16)")
+        print("\n".join(target_lines(result["targets"])) or "  (no targets: quick run, CUDA, bf16 or --free-rala-core)")
     return results
 
 
@@ -301,7 +307,8 @@ def bench_command(args: argparse.Namespace, argv: list[str]) -> dict:
     on_cpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cpu"
     if on_cpu and args.cpu_class == "both":
         return run_each_cpu_class(argv, args.out)
-    result = run(args)
+    with free_rala_core() if args.free_rala_core else contextlib.nullcontext():
+        result = run(args)
     print()
     print(table(result))
     if "stages" in result:

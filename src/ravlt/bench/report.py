@@ -106,7 +106,8 @@ def table(result: dict) -> str:
     meta = result["meta"]
     lines = [
         f"RAVLT bench: {_machine(meta)}{_cpu_class(meta)}, {meta['dtype']}"
-        f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}, "
+        f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}"
+        f"{', WHAT-IF: RALA core free (zeros)' if meta.get('free_rala_core') else ''}, "
         f"torch {meta['torch']}, timm {meta['timm']}, malloc: {meta['malloc']}; "
         f"{meta['clock']} clock, median of {meta['repeats']} "
         f"interleaved rounds (ratios: median of per-round ratios); "
