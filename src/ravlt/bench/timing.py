@@ -7,7 +7,9 @@ import time
 from typing import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity
+
+from ravlt.tools.profiling import quiet_profile
 
 
 def synchronize(device: torch.device) -> None:
@@ -53,7 +55,7 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device) -> float:
         step()
         synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     events = sorted(
         (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()

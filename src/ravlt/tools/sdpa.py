@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity
+
+from .profiling import quiet_profile
 
 # aten operator -> kernel family; every SDPA call lands in exactly one of them
 BACKENDS = {
@@ -25,7 +27,7 @@ FUSED = {"flash", "flash (cpu)", "efficient", "cudnn"}
 
 def sdpa_backends(fn: Callable[[], object]) -> dict[str, int]:
     """Run ``fn`` once under the profiler; {kernel family: number of SDPA calls} of what it ran."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     counts: dict[str, int] = {}
     for event in prof.events():
