@@ -3,8 +3,8 @@
 mmengine's ``WandbVisBackend.add_config`` calls ``wandb.run.log_code()`` rooted at the working directory:
 W&B copies every ``.py`` file below it, a virtual environment included (from this repository with its
 ``.venv``: 18,887 files, 283 MB), into its artifact staging folder (``~/.local/share/wandb/artifacts/staging``)
-— once per run, never cleaned, and uploaded by ``wandb sync``. This backend records the config and leaves the code out;
-W&B records the run's git commit anyway (``wandb-metadata.json``), as for the classification runs.
+— once per run, never cleaned, and uploaded by ``wandb sync``. This backend records the config and leaves
+the code out; W&B records the run's git commit anyway (in the run's metadata), as for the classification runs.
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 Each profiler start and stop writes lines such as ``USDT: ... profiler_start`` to the process's stderr, and
 on a machine without a GPU ``ERROR: ... gpuGetDeviceCount failed with code 35`` — from C++, past Python's
 logging and warnings filters. The bench profiles every model's step for its memory peak, so these lines
-buried its table. Here the stderr file descriptor points at /dev/null while the profiler runs; Python's
-own errors raised inside still propagate (and are printed) after it is restored.
+buried its table. Here the stderr file descriptor points at /dev/null while the profiler runs, so a warning
+printed inside is lost too; an exception raised inside still propagates and is printed after it is restored.
 """
 from __future__ import annotations
 
