@@ -43,7 +43,7 @@ def test_every_shipped_configuration_is_within_range(overrides):
         "task.optimizer.weight_decay=-0.1", "task.ema.decay=2", "task.label_smoothing=1", "task.crop_pct=0",
         "task.mixup.prob=1.5", "task.accumulate_grad_batches=0", "task.log_every_n_steps=0", "seed=-1",
         "model.drop_path_rate=1.5", "dataset.image_size=8", "hardware.num_workers=-1", "hardware.threads=0",
-        "hardware.num_nodes=0", "task.max_epochs=ten",
+        "hardware.num_nodes=0", "task.max_epochs=ten", "task.compile_memory_budget=1.5",
     ],
 )  # fmt: skip
 def test_an_option_out_of_range_names_its_key(override):

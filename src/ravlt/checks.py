@@ -50,6 +50,7 @@ RANGES: dict[str, Range] = {
     "task.batch_size": COUNT,
     "task.accumulate_grad_batches": COUNT,
     "task.clip_grad": POSITIVE,
+    "task.compile_memory_budget": FRACTION,
     "task.crop_pct": Range(0, 1, low_open=True),
     "task.label_smoothing": Range(0, 1, high_open=True),
     "task.augment.hflip": FRACTION,

@@ -1,6 +1,7 @@
 """``make bench``: the script end to end on tiny inputs, its target checks, and the memory probe."""
 import json
 
+import pytest
 import torch
 
 from ravlt.bench.cli import main, softmax_attention_memory
@@ -137,3 +138,13 @@ def test_free_rala_core_run_is_marked_and_judges_no_targets(tmp_path, capsys):
                    "--min-seconds", "0", "--no-memory", "--no-flops", "--free-rala-core", "--out", str(tmp_path)])
     assert "WHAT-IF: RALA core free" in capsys.readouterr().out
     assert result["meta"]["free_rala_core"] is True and result["targets"] == []
+
+
+def test_compile_memory_budget_option_is_recorded_and_checked(tmp_path, capsys):
+    common = ["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--workloads", "eval", "--repeats", "1",
+              "--min-seconds", "0", "--no-memory", "--no-flops", "--out", str(tmp_path)]  # fmt: skip
+    assert main(common)["meta"]["compile_memory_budget"] is None
+    assert main([*common, "--compile-memory-budget", "0.5"])["meta"]["compile_memory_budget"] == 0.5
+    with pytest.raises(SystemExit) as stop:
+        main([*common, "--compile-memory-budget", "1.5"])
+    assert stop.value.code == 2 and "--compile-memory-budget" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from ravlt.commands import ArgumentParser, nonnegative_float, positive_int, run_
 from ravlt.errors import ConfigError
 from ravlt.models import SoftmaxAttention
 from ravlt.models.rope import RoPE2d
+from ravlt.tools.compile import checked_budget
 from ravlt.tools.flops import count
 from ravlt.tools.malloc import keep_freed_memory
 
@@ -43,6 +44,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 CPU_CLASSES = ("native", "avx2")
 SGEMM_N = 2048
+
+
+def memory_budget(text: str) -> float | None:
+    return None if text.lower() in ("none", "null") else checked_budget(float(text))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="let glibc return freed memory to the OS (by default it is kept, for every model alike: "
                    "see ravlt.tools.malloc)")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (compile time not timed)")
+    p.add_argument("--compile-memory-budget", type=memory_budget, metavar="FRACTION",
+                   help="compiled training steps keep this share (0-1) of the activations torch's default partition "
+                   "keeps, as task.compile_memory_budget in training (ravlt.tools.compile); default: torch's")
     p.add_argument("--no-flops", action="store_true", help="skip the fvcore FLOP counts")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--stages", action="store_true",
@@ -127,7 +135,9 @@ def build_steps(specs, workloads, device, dtype, args) -> dict:
                     steps[spec.label, workload.label] = onnxruntime_step(sessions[key], workload)
                 else:
                     compile_model = args.compile or spec.compile
-                    steps[spec.label, workload.label] = make_step(models[key], workload, device, dtype, compile_model)
+                    steps[spec.label, workload.label] = make_step(
+                        models[key], workload, device, dtype, compile_model, args.compile_memory_budget
+                    )
     return steps
 
 
@@ -245,6 +255,8 @@ def run(args: argparse.Namespace) -> dict:
             cpu_capability=capability if device.type == "cpu" else None,
             dtype=str(dtype).removeprefix("torch."),
             compile=args.compile,
+            compiled_models=[spec.label for spec in specs if args.compile or spec.compile],
+            compile_memory_budget=args.compile_memory_budget,
             clock=args.clock,
             fuse=args.fuse,
             free_rala_core=args.free_rala_core,

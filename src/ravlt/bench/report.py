@@ -47,7 +47,7 @@ def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
         what = "all-RALA RAVLT-S time 1024² / 512² (4.0 = linear in pixels)"
         checks.append(_check(what, growth, f"<= {LINEAR_SCALING_LIMIT}", growth <= LINEAR_SCALING_LIMIT))
     base = _row(rows, "convnext_tiny", TRAIN)
-    for model in ("ravlt_s", "ravlt_t", "ravlt_b", "ravlt_s_ckpt"):
+    for model in ("ravlt_s", "ravlt_t", "ravlt_b", "ravlt_s_ckpt", "ravlt_s_compiled"):
         row = _row(rows, model, TRAIN)
         if base and row and row.get("peak_mib") and base.get("peak_mib"):
             ratio = row["peak_mib"] / base["peak_mib"]
@@ -98,6 +98,13 @@ def _cpu_class(meta: dict) -> str:
     return f", CPU class {meta['cpu_capability']}" if meta.get("cpu_capability") else ""
 
 
+def _budget(meta: dict) -> str:
+    if not meta.get("compiled_models"):
+        return ""
+    budget = meta["compile_memory_budget"]
+    return f", compiled training's memory budget {'torch default' if budget is None else budget}"
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -106,7 +113,8 @@ def table(result: dict) -> str:
     meta = result["meta"]
     lines = [
         f"RAVLT bench: {_machine(meta)}{_cpu_class(meta)}, {meta['dtype']}"
-        f"{', torch.compile' if meta['compile'] else ''}{', RAVLT inference fused' if meta['fuse'] else ''}"
+        f"{', torch.compile' if meta['compile'] else ''}{_budget(meta)}"
+        f"{', RAVLT inference fused' if meta['fuse'] else ''}"
         f"{', WHAT-IF: RALA core free (zeros)' if meta.get('free_rala_core') else ''}, "
         f"torch {meta['torch']}, timm {meta['timm']}, malloc: {meta['malloc']}; "
         f"{meta['clock']} clock, median of {meta['repeats']} "

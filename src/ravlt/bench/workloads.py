@@ -14,6 +14,7 @@ from torch import nn
 
 import ravlt  # noqa: F401  (registers the RAVLT models with timm)
 from ravlt.models import RAVLT
+from ravlt.tools.compile import activation_memory_budget
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,11 @@ def make_step(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     compile_model: bool = False,
+    compile_memory_budget: float | None = None,
 ) -> Callable[[], None]:
     """A closure running one step of ``workload`` on ``model``: inference, or forward + backward +
-    AdamW step. ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design)."""
+    AdamW step. ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design);
+    a compiled training step keeps activations within ``compile_memory_budget``."""
     train = workload.mode == "train"
     forward = torch.compile(model, dynamic=False) if compile_model else model
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
@@ -139,7 +142,7 @@ def make_step(
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step() -> None:
-        with autocast:
+        with autocast, activation_memory_budget(compile_memory_budget):
             loss = F.cross_entropy(forward(x), target)
         loss.backward()
         optimizer.step()

@@ -21,6 +21,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 import ravlt.models  # noqa: F401  (registers the RAVLT models with timm)
+from ravlt.tools.compile import activation_memory_budget, checked_budget
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class ImageClassifier(L.LightningModule):
             ``decay ** (global batch / reference_batch)``; null reference: not scaled) and ``warmup``
             (timm's decay warm-up, for short schedules).
         compile: ``torch.compile`` the model.
+        compile_memory_budget: with ``compile``, the share (0–1) of the activations torch's default
+            partition keeps for backward that the compiled training step may keep (the rest is recomputed;
+            :mod:`ravlt.tools.compile`); null: torch's default.
         class_names, image_size: the dataset's class names (index order) and training resolution; not
             used in training, saved with the checkpoint's hyper-parameters for evaluation and prediction.
     """
@@ -73,6 +77,7 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         ema: Mapping | None = None,
         compile: bool = False,
+        compile_memory_budget: float | None = None,
         class_names: Sequence[str] | None = None,
         image_size: int | None = None,
     ):
@@ -95,6 +100,7 @@ class ImageClassifier(L.LightningModule):
         if ema.get("enabled"):
             self.model_ema = ModelEmaV3(self.model, use_warmup=bool(ema.get("warmup")))
             self.model_ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
+        self.compile_memory_budget = checked_budget(compile_memory_budget) if compile else None
         if compile:
             self.model.compile()  # in place: the state-dict keys stay those of the plain model
         self.flops_per_batch: int | None = None  # read by Lightning's ThroughputMonitor
@@ -188,7 +194,8 @@ class ImageClassifier(L.LightningModule):
             return None
         if self.mixup is not None:
             images, targets = self.mixup(images, targets)
-        loss = self.criterion(self.model(images), targets)
+        with activation_memory_budget(self.compile_memory_budget):
+            loss = self.criterion(self.model(images), targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
 

@@ -88,6 +88,7 @@ def build_module(cfg: DictConfig, datamodule: ImageFolderDataModule, ema: bool) 
         label_smoothing=task.label_smoothing,
         ema={**plain(task.ema), "enabled": ema},
         compile=task.compile,
+        compile_memory_budget=task.compile_memory_budget,
         class_names=list(datamodule.classes),
         image_size=int(cfg.dataset.image_size),
     )
