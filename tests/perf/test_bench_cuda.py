@@ -7,7 +7,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ravlt.bench.cli import main
-from ravlt.bench.cuda import SUITE_MODELS, Item, LogitCheck, plan
+from ravlt.bench.cuda import MEMORY_BUDGET, SUITE_MODELS, Item, LogitCheck, plan
 from ravlt.models import SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 from ravlt.tools.sdpa import sdpa_backends
@@ -31,7 +31,9 @@ def test_plan_covers_the_issue_workloads_in_priority_order():
     first_compiled = next(n for n, i in enumerate(items) if getattr(i, "compiled", False))
     assert all(n < first_compiled for n, i in enumerate(items) if isinstance(i, Item) and i.workload.batch == 128
                and not i.compiled and i.core == "fp32")  # fmt: skip
-    assert [i.compiled and i.workload.mode for i in items[-2:]] == ["train", "train"]
+    assert [i.compiled and i.workload.mode for i in items[-3:]] == ["train", "train", "train"]
+    assert (items[-1].model, items[-1].memory_budget) == ("ravlt_s", MEMORY_BUDGET)  # beside torch's default
+    assert items[-1].label == "train b128 224² ravlt_s (compile, memory budget 0.5)"
 
 
 @pytest.mark.slow  # about 20 s on 2 idle cores

@@ -2,8 +2,9 @@
 
 RAVLT-T/S/B and the all-RALA RAVLT-S beside timm's convnext_tiny, convnext_small and Swin-T under bf16
 autocast: batch 128 at 224² (inference and a training step) and batch 1 and 8 at 512² and 1024²
-(inference); img/s and peak CUDA memory, eager and ``torch.compile``; and RALA's fp32 core against the
-bf16-matmul core (``RALA.core_dtype``): its speed and the logit difference it causes.
+(inference); img/s and peak CUDA memory, eager and ``torch.compile`` (RAVLT-S's compiled training step also
+with a memory budget, :mod:`ravlt.tools.compile`); and RALA's fp32 core against the bf16-matmul core
+(``RALA.core_dtype``): its speed and the logit difference it causes.
 
 The items run one after another in priority order (:func:`plan`) until ``--budget`` seconds are spent; an
 item that would not fit is recorded as not run. ``bench_cuda.json`` and ``bench_cuda.md`` are rewritten
@@ -37,6 +38,7 @@ SUITE_MODELS = {
 }
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 CORE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+MEMORY_BUDGET = 0.5  # the compiled training step's activation budget measured beside torch's default
 # Seconds an item is expected to take at most on an H100-class GPU (model build, compilation, warm-up,
 # timing, memory pass): an item is started only while this much of the budget is left.
 EXPECTED_S = {"eager": 4.0, "compile eval": 45.0, "compile train": 90.0, "logits": 6.0}
@@ -48,10 +50,17 @@ class Item:
     workload: Workload
     compiled: bool = False
     core: str = "fp32"  # RALA core: "fp32" or "bf16" (RALA.core_dtype)
+    memory_budget: float | None = None  # of a compiled training step (ravlt.tools.compile); None: torch's default
+
+    @property
+    def run_mode(self) -> str:
+        if not self.compiled:
+            return "eager"
+        return "compile" if self.memory_budget is None else f"compile, memory budget {self.memory_budget}"
 
     @property
     def label(self) -> str:
-        extra = [x for x in ("compile" if self.compiled else "", f"{self.core} core" if self.core != "fp32" else "") if x]
+        extra = [x for x in (self.run_mode if self.compiled else "", f"{self.core} core" if self.core != "fp32" else "") if x]
         return f"{self.workload.label} {self.model}" + (f" ({', '.join(extra)})" if extra else "")
 
     @property
@@ -109,6 +118,7 @@ def plan(quick: bool = False, compile_models: bool = True) -> list[Item | LogitC
     if compile_models:
         items += [Item(m, w["eval"], compiled=True) for m in models if m not in first_compiled]
         items += [Item(m, w["train"], compiled=True) for m in first_compiled]
+        items += [Item("ravlt_s", w["train"], compiled=True, memory_budget=MEMORY_BUDGET)]
     return items
 
 
@@ -154,7 +164,9 @@ class Runner:
     def measure(self, item: Item) -> dict:
         spec, workload = SUITE_MODELS[item.model], item.workload
         model = self.model(spec, workload, item.core)
-        step = make_step(model, workload, self.device, self.dtype, item.compiled)
+        if item.compiled:  # compile afresh, under this item's settings: Dynamo would reuse another RAVLT's graph
+            torch._dynamo.reset()
+        step = make_step(model, workload, self.device, self.dtype, item.compiled, item.memory_budget)
         synchronize(self.device)
         start = time.perf_counter()
         step()  # compilation, cuDNN's algorithm search, allocator growth
@@ -228,7 +240,8 @@ def run(args: argparse.Namespace, write) -> dict:
         record = dict(label=item.label, kind=item.kind)
         if isinstance(item, Item):
             record.update(model=item.model, workload=item.workload.label, mode=item.workload.mode,
-                          batch=item.workload.batch, size=item.workload.size, compiled=item.compiled, core=item.core)
+                          batch=item.workload.batch, size=item.workload.size, compiled=item.compiled, core=item.core,
+                          run_mode=item.run_mode)
         else:
             record.update(model=item.model, batch=item.batch, size=item.size)
         left = args.budget - (time.perf_counter() - started)
@@ -293,7 +306,7 @@ def table(result: dict) -> str:
         if r["kind"] == "logits":
             continue
         lines.append(
-            f"| {r['workload']} | {r['model']} | {'compile' if r['compiled'] else 'eager'} | {r['core']} | "
+            f"| {r['workload']} | {r['model']} | {r['run_mode']} | {r['core']} | "
             f"{_fmt(r.get('img_per_s'), '.1f')} | {_fmt(r.get('vs_baseline'), '.2f')} | {_fmt(r.get('peak_mib'), '.0f')} | "
             f"{_fmt(r.get('first_step_s'), '.1f')} | {r['status']} |"
         )
