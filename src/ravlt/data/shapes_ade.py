@@ -19,7 +19,6 @@ import argparse
 import colorsys
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .staging import replace_folder
 
 CLASSES = ("background", "disc", "square", "triangle")
 SHAPE_KINDS = CLASSES[1:]  # shape class c (1..K-1) is drawn as SHAPE_KINDS[(c - 1) % 3]
@@ -123,7 +124,8 @@ def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(),
 
     Each split draws from its own seeded stream, so the validation images do not depend on
     ``num_train``. The files go to a temporary sibling folder that replaces ``ADEChallengeData2016`` in
-    one rename at the end: an interrupted run leaves the previous copy (or none), never half of one.
+    one rename at the end: an interrupted run leaves the previous copy (or none), never half of one
+    (:func:`.staging.replace_folder`).
     """
     root = Path(root)
     if _is_complete(root, spec) and not overwrite:
@@ -144,27 +146,10 @@ def generate_shapes_ade(root: str | Path, spec: ShapesADESpec = ShapesADESpec(),
                 lbl.save(ann_dir / f"ADE_{prefix}_{i:08d}.png")
         (tmp / _DONE_FILE).write_text(json.dumps(_stamp(spec), indent=2) + "\n")
         if overwrite or not _is_complete(root, spec):  # else another process (a DDP rank) finished first
-            _replace_folder(tmp, base)
+            replace_folder(tmp, base, lambda folder: (folder / _DONE_FILE).is_file())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-
-
-def _replace_folder(new: Path, old: Path) -> None:
-    """Put ``new`` where ``old`` is (moved aside first, then deleted). When another process does the same at
-    once, one complete copy ends up there and the other is dropped."""
-    stale = old.with_name(f"{new.name}-old")
-    if old.exists():
-        try:
-            os.rename(old, stale)
-        except FileNotFoundError:  # another process moved it first
-            pass
-    try:
-        os.rename(new, old)
-    except OSError:
-        if not (old / _DONE_FILE).is_file():  # neither ours nor a complete copy of another process
-            raise
-    shutil.rmtree(stale, ignore_errors=True)
 
 
 def ensure_shapes_ade(root: str | Path, **spec) -> Path:

@@ -1,6 +1,6 @@
 """Generated datasets appear whole or not at all: written into a temporary sibling folder, renamed into
-place when complete, so an interrupted run never leaves a half-written dataset that looks complete, and
-concurrent processes (DDP ranks) cannot collide."""
+place when complete (or swapped for an outdated copy), so an interrupted run never leaves a half-written
+dataset that looks complete, and concurrent processes (DDP ranks) cannot collide."""
 from __future__ import annotations
 
 import os
@@ -37,3 +37,20 @@ def ensure(root: str | os.PathLike, is_complete: Callable[[Path], bool], generat
     if root.exists() and not any(root.iterdir()):
         root.rmdir()
     return generate(root)
+
+
+def replace_folder(new: Path, old: Path, is_complete: Callable[[Path], bool]) -> None:
+    """Put the complete folder ``new`` where ``old`` is (moved aside first, then deleted). When another process
+    does the same at once, one complete copy ends up there and the other is dropped."""
+    stale = old.with_name(f"{new.name}-old")
+    if old.exists():
+        try:
+            os.rename(old, stale)
+        except FileNotFoundError:  # another process moved it first
+            pass
+    try:
+        os.rename(new, old)
+    except OSError:
+        if not is_complete(old):  # neither ours nor a complete copy of another process
+            raise
+    shutil.rmtree(stale, ignore_errors=True)
