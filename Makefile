@@ -63,7 +63,7 @@ rank: install
 	$(PY) -m ravlt.analysis.rank --model ravlt_t --out outputs/rank $(ARGS)
 
 bench: install
-	$(PY) -m ravlt.bench --stages
+	$(PY) -m ravlt.bench --stages --ops
 
 # The paper's 25 runs as shipped, a few CPU steps each: train, checkpoint, resume, evaluate (README, "Rehearsal").
 # ARGS="--runs 'upernet-*'" picks runs; python -m ravlt.rehearse --help lists them.

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from ravlt.bench.cli import main, softmax_attention_memory
+from ravlt.bench.cli import main, parse_args, settle_cpu_diagnostics, softmax_attention_memory
 from ravlt.bench.report import targets
 from ravlt.bench.timing import peak_memory_mib
 from ravlt.models import RALA, SoftmaxAttention
@@ -148,3 +148,65 @@ def test_compile_memory_budget_option_is_recorded_and_checked(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main([*common, "--compile-memory-budget", "1.5"])
     assert stop.value.code == 2 and "--compile-memory-budget" in capsys.readouterr().err
+
+
+def test_profiled_ops_fall_into_their_kinds_forward_and_backward():
+    """``--ops``: each kind of layer, run forward and backward under the profiler, lands in its own kind and
+    in no other (besides 'other', which gets the loss and autograd's own work)."""
+    import torch.nn.functional as F
+
+    from ravlt.bench.ops import KINDS, kind_times
+
+    def leaf(*shape):
+        return torch.randn(*shape).requires_grad_()
+
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    q, k, v = leaf(2, 2, 9, 4), leaf(2, 2, 9, 4), leaf(2, 2, 9, 4)
+    layers = {
+        "pointwise": [lambda: F.conv2d(x, leaf(16, 8, 1, 1)), lambda: F.linear(leaf(5, 8), leaf(3, 8), leaf(3))],
+        "dense conv": [lambda: F.conv2d(x, leaf(4, 8, 3, 3), padding=1),
+                       lambda: F.conv2d(x, leaf(4, 8, 3, 3), stride=2)],
+        "depth-wise": [lambda: F.conv2d(x, leaf(8, 1, 5, 5), padding=2, groups=8)],
+        "attention": [lambda: F.scaled_dot_product_attention(q, k, v), lambda: q @ k.transpose(-1, -2)],
+    }
+    for kind, forwards in layers.items():
+        for forward in forwards:
+            ms = kind_times(lambda: forward().sum().backward())
+            assert set(ms) == set(KINDS) and ms[kind] > 0, (kind, ms)
+            assert all(ms[other] == 0 for other in KINDS if other not in (kind, "other")), (kind, ms)
+
+
+def test_ops_breakdown_from_a_quick_run(tmp_path, capsys):
+    main(["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--workloads", "eval", "train", "--repeats", "1",
+          "--min-seconds", "0", "--no-memory", "--no-flops", "--ops", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "| train b2 64² | depth-wise conv |" in printed and "with RAVLT-S's 'other' free" in printed
+    ops = json.loads((tmp_path / "bench.json").read_text())["ops"]
+    rows = {(r["model"], r["workload"]): r for r in ops["rows"]}
+    assert rows.keys() == {(m, w) for m in ("ravlt_s", "convnext_tiny") for w in ("eval b2 64²", "train b2 64²")}
+    for (model, _), row in rows.items():
+        assert row["total_ms"] == pytest.approx(sum(row["ms"].values()))
+        assert row["ms"]["pointwise"] > 0 and row["ms"]["depth-wise"] > 0 and row["ms"]["other"] > 0
+        assert (row["ms"]["attention"] > 0) == (model == "ravlt_s")  # ConvNeXt has no attention
+    for s in ops["summary"]:
+        ravlt, base = rows["ravlt_s", s["workload"]], rows["convnext_tiny", s["workload"]]
+        assert s["ratio"] == pytest.approx(base["total_ms"] / ravlt["total_ms"])
+        assert s["ratio_other_free"] > s["ratio"]
+
+
+def test_ops_is_refused_in_bfloat16_on_the_cpu(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--dtype", "bfloat16", "--ops",
+              "--out", str(tmp_path)])
+    assert stop.value.code == 2 and "--ops measure the CPU in float32: leave out --dtype" in capsys.readouterr().err
+
+
+def test_cpu_diagnostics_step_aside_on_a_gpu(capsys):
+    """`make bench` passes --stages --ops everywhere: on a CUDA run they are dropped with a note, not an error."""
+    args = parse_args(["--stages", "--ops"])
+    settle_cpu_diagnostics(args, torch.device("cuda"), torch.bfloat16)
+    assert not args.stages and not args.ops
+    assert "skipping --stages and --ops: CPU diagnostics, this run is on cuda" in capsys.readouterr().out
+    args = parse_args(["--stages"])
+    settle_cpu_diagnostics(args, torch.device("cpu"), torch.float32)
+    assert args.stages

@@ -32,6 +32,7 @@ from ravlt.tools.flops import count
 from ravlt.tools.malloc import keep_freed_memory
 
 from .headroom import free_rala_core
+from .ops import ops_breakdown, ops_table, summary
 from .report import plot, table, target_lines, targets, write_json
 from .stages import stage_breakdown, stages_table
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
@@ -44,6 +45,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 CPU_CLASSES = ("native", "avx2")
 SGEMM_N = 2048
+OPS_ROUNDS = 3  # profiled steps per model and workload for --ops (a profile needs fewer than a timing)
 
 
 def memory_budget(text: str) -> float | None:
@@ -81,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stages", action="store_true",
                    help="also time each stage of ravlt_s and convnext_tiny in inference beside its arithmetic "
                    "(CPU: where the time goes)")
+    p.add_argument("--ops", action="store_true",
+                   help="also profile RAVLT-S and convnext_tiny at the eval size (the chosen workloads) and share "
+                   f"their time out by kind of operation, {OPS_ROUNDS} interleaved steps at most "
+                   "(CPU: ravlt.bench.ops)")
     p.add_argument("--free-rala-core", action="store_true",
                    help="what-if: RALA's core (phi, RoPE, alpha, its two products, the normaliser) returns zeros "
                    "and costs nothing, everything else runs; the ceiling of a faster core (ravlt.bench.headroom)")
@@ -215,6 +221,17 @@ def make_rows(specs, workloads, times: dict, peaks: dict, gmacs: dict, sgemm: fl
     return rows
 
 
+def settle_cpu_diagnostics(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    """``--stages`` and ``--ops`` look at fp32 on the CPU: dropped, with a note, on another device (`make bench`
+    asks for them on every machine); refused on the CPU in another dtype."""
+    diagnostics = [f"--{flag}" for flag in ("stages", "ops") if getattr(args, flag)]
+    if diagnostics and device.type != "cpu":
+        print(f"skipping {' and '.join(diagnostics)}: CPU diagnostics, this run is on {device.type}", flush=True)
+        args.stages = args.ops = False
+    elif diagnostics and dtype != torch.float32:
+        raise ConfigError(f"{' and '.join(diagnostics)} measure the CPU in float32: leave out --dtype {args.dtype}")
+
+
 def run(args: argparse.Namespace) -> dict:
     if args.device:
         check_device("--device", args.device)
@@ -228,8 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     kept_freed_memory = not args.system_malloc and keep_freed_memory()
     dtype = DTYPES[args.dtype or ("bfloat16" if device.type == "cuda" else "float32")]
-    if args.stages and (device.type != "cpu" or dtype != torch.float32):
-        raise ConfigError("--stages times fp32 inference on the CPU: use it with --device cpu and float32")
+    settle_cpu_diagnostics(args, device, dtype)
     specs = []
     for name in args.models:
         reason = available(MODELS[name], device)
@@ -282,6 +298,11 @@ def run(args: argparse.Namespace) -> dict:
         result["stages"] = dict(batch=eval_workload.batch, size=eval_workload.size,
                                 rows=stage_breakdown(eval_workload.batch, eval_workload.size, args.repeats,
                                                      result["sgemm_gflops"]))
+    if args.ops:
+        eval_size = next(w.size for w in default_workloads(device, args.quick) if w.group == "eval")
+        rounds = min(args.repeats, OPS_ROUNDS)
+        rows = ops_breakdown([w for w in workloads if w.size == eval_size], rounds)
+        result["ops"] = dict(rounds=rounds, rows=rows, summary=summary(rows))
     return result
 
 
@@ -326,6 +347,8 @@ def bench_command(args: argparse.Namespace, argv: list[str]) -> dict:
     if "stages" in result:
         stages = result["stages"]
         print("\n" + stages_table(stages["rows"], stages["batch"], stages["size"]))
+    if "ops" in result:
+        print("\n" + ops_table(result["ops"]["rows"], result["ops"]["rounds"]))
     write_json(result, args.out / "bench.json")
     drawn = plot(result, args.out / "throughput_vs_resolution.png")
     print(f"\nwrote {args.out / 'bench.json'}" + (f" and {args.out / 'throughput_vs_resolution.png'}" if drawn else ""))
