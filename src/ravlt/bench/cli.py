@@ -293,15 +293,14 @@ def run(args: argparse.Namespace) -> dict:
     )
     judged = device.type == "cpu" and dtype == torch.float32 and not args.quick and not args.free_rala_core
     result["targets"] = targets(rows, softmax_memory) if judged else []
+    eval_workload = next(w for w in default_workloads(device, args.quick) if w.group == "eval")
     if args.stages:
-        eval_workload = next(w for w in default_workloads(device, args.quick) if w.group == "eval")
         result["stages"] = dict(batch=eval_workload.batch, size=eval_workload.size,
                                 rows=stage_breakdown(eval_workload.batch, eval_workload.size, args.repeats,
                                                      result["sgemm_gflops"]))
     if args.ops:
-        eval_size = next(w.size for w in default_workloads(device, args.quick) if w.group == "eval")
         rounds = min(args.repeats, OPS_ROUNDS)
-        rows = ops_breakdown([w for w in workloads if w.size == eval_size], rounds)
+        rows = ops_breakdown([w for w in workloads if w.size == eval_workload.size], rounds)
         result["ops"] = dict(rounds=rounds, rows=rows, summary=summary(rows))
     return result
 
@@ -348,7 +347,7 @@ def bench_command(args: argparse.Namespace, argv: list[str]) -> dict:
         stages = result["stages"]
         print("\n" + stages_table(stages["rows"], stages["batch"], stages["size"]))
     if "ops" in result:
-        print("\n" + ops_table(result["ops"]["rows"], result["ops"]["rounds"]))
+        print("\n" + ops_table(result["ops"]))
     write_json(result, args.out / "bench.json")
     drawn = plot(result, args.out / "throughput_vs_resolution.png")
     print(f"\nwrote {args.out / 'bench.json'}" + (f" and {args.out / 'throughput_vs_resolution.png'}" if drawn else ""))

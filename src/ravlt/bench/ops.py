@@ -101,9 +101,11 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def ops_table(rows: list[dict], rounds: int) -> str:
+def ops_table(ops: dict) -> str:
+    """The printed table of ``--ops`` from its record (``rounds``, ``rows`` and their :func:`summary`)."""
     ravlt, base = OPS_MODELS
-    lines = [f"Where the time goes by kind of operation (torch.profiler, each op's own time, mean of {rounds} "
+    rows = ops["rows"]
+    lines = [f"Where the time goes by kind of operation (torch.profiler, each op's own time, mean of {ops['rounds']} "
              "interleaved steps):", "",
              f"| workload | kind | {ravlt} ms | share | {base} ms | share |", "|---|---|---:|---:|---:|---:|"]
     for workload in dict.fromkeys(r["workload"] for r in rows):
@@ -113,7 +115,7 @@ def ops_table(rows: list[dict], rounds: int) -> str:
             lines.append(f"| {workload} | {KIND_LABELS[kind]} | {' | '.join(cells)} |")
         lines.append(f"| {workload} | total | {mine[ravlt]['total_ms']:.1f} | | {mine[base]['total_ms']:.1f} | |")
     lines.append("")
-    for s in summary(rows):
+    for s in ops["summary"]:
         lines.append(f"{s['workload']}: RAVLT-S / convnext_tiny {s['ratio']:.2f} from these totals; "
                      f"{s['ratio_other_free']:.2f} with RAVLT-S's 'other' free (the most fusing it away could give)")
     return "\n".join(lines)
