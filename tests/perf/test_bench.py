@@ -58,6 +58,8 @@ def test_targets_read_the_rows():
         row("ravlt_s_compiled", "train b16 224²", None, 0.8),
         row("ravlt_s_llll", "eval b1 512²", None, 1.0),
         row("ravlt_s_llll", "eval b1 1024²", None, 4.2),
+        row("ravlt_s_frozen", "eval b16 224²", None, 0.8),
+        row("convnext_tiny_frozen", "eval b16 224²", None, 0.6),
     ]
     checks = targets(rows, None)
 
@@ -65,11 +67,24 @@ def test_targets_read_the_rows():
         (check,) = [c for c in checks if text in c["what"]]
         return check
 
-    assert len(checks) == 5
+    assert len(checks) == 7
     assert find("inference b16 224²")["met"] is True and find("training step")["met"] is False
     assert abs(find("training peak memory")["value"] - 2000 / 1700) < 1e-9 and find("peak memory")["met"] is True
     assert abs(find("torch.compile")["value"] - 1.25) < 1e-9 and find("torch.compile")["met"] is True
     assert abs(find("1024² / 512²")["value"] - 4.2) < 1e-9
+    assert abs(find("frozen (compile_frozen) / eager")["value"] - 1.25) < 1e-9
+    assert abs(find("both frozen")["value"] - 0.75) < 1e-9 and find("both frozen")["met"] is None
+
+
+@pytest.mark.slow
+def test_frozen_rows_run_compiled(tmp_path):
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    result = main(["--quick", "--cpu-class", "native", "--models", "ravlt_s_frozen", "convnext_tiny_frozen",
+                   "--workloads", "eval", "--repeats", "1", "--min-seconds", "0", "--no-flops", "--out", str(tmp_path)])
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"ravlt_s_frozen", "convnext_tiny_frozen"}
+    assert all(r["workload"] == "eval b2 64²" and r["img_per_s"] > 0 and r["peak_mib"] > 0 for r in rows.values())
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= graphs + 2
 
 
 def test_avx2_class_runs_in_its_own_process(tmp_path):

@@ -1,5 +1,6 @@
 """torch.compile of the whole model: no graph breaks (inference and training), one graph for every image
-size with ``dynamic=True`` (detection-style inputs), and Inductor's logits and gradients equal eager's."""
+size with ``dynamic=True`` (detection-style inputs), Inductor's logits and gradients equal eager's, and
+inference compiled with the weights frozen in (``compile_frozen``)."""
 import pytest
 import timm
 import torch
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounter
 
 import ravlt  # noqa: F401
+from ravlt.tools.compile import compile_frozen
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +80,19 @@ def test_inductor_logits_and_gradients_equal_eager():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_frozen_gives_eager_logits_with_the_weights_folded_in():
+    """Eager's logits, and the weights are constants of the frozen graph: changed in place afterwards, they
+    do not reach its output (a plain torch.compile's output follows them)."""
+    torch.manual_seed(0)
+    model = timm.create_model("ravlt_t", num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 96)
+    frozen = compile_frozen(model)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), model(x), rtol=1e-5, atol=1e-5)
+        for p in model.parameters():
+            p.mul_(0.5)
+        changed = model(x)
+        assert (frozen(x) - changed).abs().max() > 0.01 * changed.abs().max()

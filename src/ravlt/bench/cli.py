@@ -142,7 +142,7 @@ def build_steps(specs, workloads, device, dtype, args) -> dict:
                 else:
                     compile_model = args.compile or spec.compile
                     steps[spec.label, workload.label] = make_step(
-                        models[key], workload, device, dtype, compile_model, args.compile_memory_budget
+                        models[key], workload, device, dtype, compile_model, args.compile_memory_budget, spec.frozen
                     )
     return steps
 

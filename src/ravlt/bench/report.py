@@ -64,6 +64,12 @@ def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
             ratio = _speedup(compiled, eager[workload])
             checks.append(_check(f"ravlt_s torch.compile / eager img/s, {workload}", ratio, ">= 1.0", ratio >= 1.0))
     for workload, row in eager.items():
+        frozen, frozen_base = _row(rows, "ravlt_s_frozen", workload), _row(rows, "convnext_tiny_frozen", workload)
+        if frozen and row:
+            checks.append(_check(f"ravlt_s frozen (compile_frozen) / eager img/s, {workload}", _speedup(frozen, row)))
+        if frozen and frozen_base:
+            what = f"ravlt_s / convnext_tiny img/s, both frozen (compile_frozen), {workload}"
+            checks.append(_check(what, _speedup(frozen, frozen_base)))
         onnx = _row(rows, "ravlt_s_onnxruntime", workload)
         if onnx and row:
             checks.append(_check(f"ravlt_s onnxruntime / PyTorch eager img/s, {workload}", _speedup(onnx, row)))

@@ -14,7 +14,7 @@ from torch import nn
 
 import ravlt  # noqa: F401  (registers the RAVLT models with timm)
 from ravlt.models import RAVLT
-from ravlt.tools.compile import activation_memory_budget
+from ravlt.tools.compile import activation_memory_budget, compile_frozen
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class ModelSpec:
     sized: bool = False  # built for its input size (Swin's windows and position bias)
     groups: tuple[str, ...] = ("eval", "train", "sweep")  # the workload groups it runs
     compile: bool = False  # torch.compile (default mode; compile time not timed)
+    frozen: bool = False  # inference compiled with the weights frozen in (ravlt.tools.compile.compile_frozen)
     grad_checkpointing: bool = False  # timm's set_grad_checkpointing(): every block recomputed in backward
     runtime: str = "torch"  # or "onnxruntime": the model exported by ravlt.export, run on onnxruntime's CPU
 
@@ -54,8 +55,10 @@ MODELS = {
         ModelSpec("ravlt_b", "ravlt_b", groups=("train",)),
         ModelSpec("ravlt_s_ckpt", "ravlt_s", groups=("train",), grad_checkpointing=True),
         ModelSpec("ravlt_s_compiled", "ravlt_s", groups=("eval", "train"), compile=True),
+        ModelSpec("ravlt_s_frozen", "ravlt_s", groups=("eval", "sweep"), frozen=True),
         ModelSpec("ravlt_s_onnxruntime", "ravlt_s", groups=("eval", "sweep"), runtime="onnxruntime"),
         ModelSpec("convnext_tiny", "convnext_tiny"),
+        ModelSpec("convnext_tiny_frozen", "convnext_tiny", groups=("eval", "sweep"), frozen=True),
         ModelSpec("swin_tiny", "swin_tiny_patch4_window7_224", sized=True),
     )
 }
@@ -119,12 +122,19 @@ def make_step(
     dtype: torch.dtype = torch.float32,
     compile_model: bool = False,
     compile_memory_budget: float | None = None,
+    frozen: bool = False,
 ) -> Callable[[], None]:
     """A closure running one step of ``workload`` on ``model``: inference, or forward + backward +
     AdamW step. ``dtype`` other than float32 runs under autocast (RALA's core stays fp32 by design);
-    a compiled training step keeps activations within ``compile_memory_budget``."""
+    a compiled training step keeps activations within ``compile_memory_budget``; ``frozen`` compiles
+    inference with the weights frozen in."""
     train = workload.mode == "train"
-    forward = torch.compile(model, dynamic=False) if compile_model else model
+    if frozen and train:
+        raise ValueError("a frozen model has no training step")
+    if frozen:
+        forward = compile_frozen(model, dynamic=False)
+    else:
+        forward = torch.compile(model, dynamic=False) if compile_model else model
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     x = torch.randn(workload.batch, 3, workload.size, workload.size, device=device).contiguous(
         memory_format=memory_format
