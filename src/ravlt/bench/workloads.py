@@ -129,9 +129,9 @@ def make_step(
     a compiled training step keeps activations within ``compile_memory_budget``; ``frozen`` compiles
     inference with the weights frozen in."""
     train = workload.mode == "train"
-    if frozen and train:
-        raise ValueError("a frozen model has no training step")
     if frozen:
+        if train:
+            raise ValueError("a frozen model has no training step")
         forward = compile_frozen(model, dynamic=False)
     else:
         forward = torch.compile(model, dynamic=False) if compile_model else model

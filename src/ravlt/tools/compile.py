@@ -1,7 +1,5 @@
 """``torch.compile`` settings of our own: how much of a compiled training step's activations it keeps for
-backward, and a compiled inference model with its weights frozen in.
-
-Training memory.
+backward (:func:`activation_memory_budget`), and inference with the weights frozen in (:func:`compile_frozen`).
 
 AOTAutograd traces each compiled training graph, the lean autograd nodes' forward and backward included
 (``ravlt.models.lean``), into one joint graph and partitions it again: by default (torch's
@@ -40,14 +38,15 @@ def activation_memory_budget(budget: float | None) -> Iterator[None]:
         yield
 
 
-def compile_frozen(model: nn.Module, dynamic: bool | None = None) -> Callable[..., torch.Tensor]:
+def compile_frozen(model: nn.Module, dynamic: bool | None = False) -> Callable[..., torch.Tensor]:
     """``model`` (put in eval mode) compiled for inference with Inductor's freezing: its weights become
     constants of the graph, so Inductor folds BatchNorm, prepacks every convolution's and linear layer's
     weights for oneDNN and fuses the elementwise work around them (on the CPU, RAVLT-S b1 224² ran 1.3–1.55×
     its eager speed; the README's Performance section). Calls run without autograd.
 
-    The weights are read when a graph compiles (once per input shape with ``dynamic=False``): for new
-    weights, compile afresh (weights changed in place afterwards are seen only in part). Dynamo decides while
+    The weights are read when a graph compiles, once per input shape (``dynamic=False``, the default: with
+    dynamic shapes, torch 2.14's frozen convolutions failed a stride check on NCHW inputs): for new weights,
+    compile afresh (weights changed in place afterwards are seen only in part). Dynamo decides while
     tracing whether the weights are graph inputs or constants, so every call runs with ``freezing`` on, not
     only Inductor's compilation (``torch.compile(options={"freezing": True})`` alone leaves them inputs)."""
     compiled = torch.compile(model.eval(), dynamic=dynamic)
