@@ -50,11 +50,17 @@ $(ALL_STAMP): $(MM_STAMP)
 demo: install
 	$(PY) train.py task=classification model=ravlt_t dataset=digits hardware=cpu logger=csv experiment=digits_demo
 
+# The tests run side by side in TEST_WORKERS processes (pytest-xdist), each with its share of the cores
+# (tests/conftest.py); on 2 cores that took the suite from about 40 to 26 minutes. Each worker may peak at
+# about 10 GB of memory: raise it only where cores and memory allow, TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal
+
 test: install-all
-	$(PY) -m pytest tests
+	$(PYTEST)
 
 test-fast: install-all
-	$(PY) -m pytest tests -m "not slow"
+	$(PYTEST) -m "not slow"
 
 flops: install
 	$(PY) -m ravlt.tools.flops

@@ -1,4 +1,7 @@
+import ctypes
+import ctypes.util
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -13,6 +16,19 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def _share_the_cores_between_workers():
+    """Under pytest-xdist (``-n``) each worker gets its share of the cores, for torch and for the processes
+    its tests start: the workers side by side at PyTorch's default of one thread per core would crowd them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_the_cores_between_workers()
+
+
 def pytest_report_header(config):
     # the whole suite peaked at 2.6 GB of temporary files (2026-11-30); a full disk shows up as errors in tmp_path
     folder = tempfile.gettempdir()
@@ -22,6 +38,28 @@ def pytest_report_header(config):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+GLIBC_DEFAULTS = {-1: 128 * 1024, -4: 65536}  # mallopt's M_TRIM_THRESHOLD, M_MMAP_MAX (glibc's malloc.h)
+
+
+@pytest.fixture(autouse=True)
+def _give_freed_memory_back():
+    """In-process runs with ``hardware.keep_freed_memory`` (and the bench) make glibc keep every freed byte
+    (ravlt.tools.malloc), in this process and, through ``MALLOC_*``, in the processes started after them.
+    Over a whole suite the test process then held the peak of every test before: undo it after the test."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    yield
+    after = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    if after == before or platform.libc_ver()[0] != "glibc":
+        return
+    for key in after.keys() - before.keys():
+        del os.environ[key]
+    os.environ.update(before)
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    for parameter, value in GLIBC_DEFAULTS.items():
+        libc.mallopt(parameter, value)
+    libc.malloc_trim(0)
 
 
 def pytest_collection_modifyitems(config, items):

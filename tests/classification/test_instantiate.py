@@ -50,7 +50,7 @@ def key(*nodes) -> str:
 
 @pytest.mark.slow
 def test_every_cpu_combination_instantiates(roots, compose_run, tmp_path):
-    datamodules, modules = {}, {}
+    datamodules, checked_modules = {}, set()  # a module is built once per key and dropped: RAVLT-B/L weigh GBs
     count = 0
     for overrides in combinations():
         cfg = compose_run("task=classification", *overrides)
@@ -66,14 +66,15 @@ def test_every_cpu_combination_instantiates(roots, compose_run, tmp_path):
         assert num_classes == {"imagenet": 1000, "image_folder": 3, "digits": 10}[cfg.dataset.name]
 
         module_key = key(cfg.model, cfg.task, num_classes)
-        if module_key not in modules:
+        if module_key not in checked_modules:
             module = runner.build_module(cfg, datamodule, ema=cfg.task.ema.enabled)
             assert module.hparams.class_names == datamodule.classes
             assert module.hparams.image_size == cfg.dataset.image_size
             assert module.model.embed_dims == VARIANTS[cfg.model.name].embed_dims
             assert module.model.head.out_channels == num_classes
             assert (module.model_ema is not None) == cfg.task.ema.enabled
-            modules[module_key] = module
+            checked_modules.add(module_key)
+            del module
 
         loggers = runner.build_loggers(cfg)
         expected_logger = LOGGERS[cfg.logger.name]
