@@ -30,14 +30,25 @@ _share_the_cores_between_workers()
 
 
 def pytest_report_header(config):
-    # the whole suite peaked at 2.6 GB of temporary files (2026-11-30); a full disk shows up as errors in tmp_path
+    # the suite in one process peaked at 2.6 GB of temporary files (2026-11-30), two workers may need twice that;
+    # a full disk shows up as errors in tmp_path
     folder = tempfile.gettempdir()
-    return f"temporary files: {shutil.disk_usage(folder).free / 2**30:.1f} GiB free in {folder} (the suite needs about 3)"
+    free = shutil.disk_usage(folder).free / 2**30
+    return f"temporary files: {free:.1f} GiB free in {folder} (the suite needs about 5)"
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """In-process runs (``hardware.threads``, the bench's ``--threads``) set this process's thread count;
+    give later tests the count they had, a worker's share of the cores under pytest-xdist."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 GLIBC_DEFAULTS = {-1: 128 * 1024, -4: 65536}  # mallopt's M_TRIM_THRESHOLD, M_MMAP_MAX (glibc's malloc.h)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -33,14 +32,6 @@ def _make_image_folder(root: Path, per_class: int = 4, size: int = 32, seed: int
                 pixels = np.clip(np.array(colour) + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(root / split / name / f"{i}.jpg")
     return root
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """In-process runs apply ``hardware.threads`` to this process; give later tests their count back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
