@@ -51,8 +51,8 @@ demo: install
 	$(PY) train.py task=classification model=ravlt_t dataset=digits hardware=cpu logger=csv experiment=digits_demo
 
 # The tests run side by side in TEST_WORKERS processes (pytest-xdist), each with its share of the cores
-# (tests/conftest.py); on 2 cores that took the suite from about 40 to 26 minutes. Each worker may peak at
-# about 10 GB of memory: raise it only where cores and memory allow, TEST_WORKERS=0 runs them in one process.
+# (tests/conftest.py); on 2 cores that took the suite from about 40 to 23 minutes, with at most 13 GB of
+# memory in use (README, Tests). Raise it only where cores and memory allow; TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal
 

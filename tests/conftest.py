@@ -30,11 +30,11 @@ _share_the_cores_between_workers()
 
 
 def pytest_report_header(config):
-    # the suite in one process peaked at 2.6 GB of temporary files (2026-11-30), two workers may need twice that;
+    # the suite peaked at about 2.6 GB of temporary files, in one process and in two workers (README, Tests);
     # a full disk shows up as errors in tmp_path
     folder = tempfile.gettempdir()
     free = shutil.disk_usage(folder).free / 2**30
-    return f"temporary files: {free:.1f} GiB free in {folder} (the suite needs about 5)"
+    return f"temporary files: {free:.1f} GiB free in {folder} (the suite needs about 3)"
 
 
 @pytest.fixture(autouse=True)
@@ -57,8 +57,8 @@ GLIBC_DEFAULTS = {-1: 128 * 1024, -4: 65536}  # mallopt's M_TRIM_THRESHOLD, M_MM
 @pytest.fixture(autouse=True)
 def _give_freed_memory_back():
     """In-process runs with ``hardware.keep_freed_memory`` (and the bench) make glibc keep every freed byte
-    (ravlt.tools.malloc), in this process and, through ``MALLOC_*``, in the processes started after them.
-    Over a whole suite the test process then held the peak of every test before: undo it after the test."""
+    (ravlt.tools.malloc), in this process and, through ``MALLOC_*``, in the processes started after them:
+    the test process would hold its high-water mark for the rest of the suite. Undo it after the test."""
     before = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     yield
     after = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
