@@ -1,7 +1,4 @@
-import ctypes
-import ctypes.util
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -9,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from ravlt.tools.malloc import INHERITED_ENV, give_freed_memory_back
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py, the plain-formula oracle
 
@@ -51,26 +50,16 @@ def _keep_torch_threads():
     torch.set_num_threads(threads)
 
 
-GLIBC_DEFAULTS = {-1: 128 * 1024, -4: 65536}  # mallopt's M_TRIM_THRESHOLD, M_MMAP_MAX (glibc's malloc.h)
-
-
 @pytest.fixture(autouse=True)
 def _give_freed_memory_back():
     """In-process runs with ``hardware.keep_freed_memory`` (and the bench) make glibc keep every freed byte
     (ravlt.tools.malloc), in this process and, through ``MALLOC_*``, in the processes started after them:
     the test process would hold its high-water mark for the rest of the suite. Undo it after the test."""
-    before = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    before = {key: os.environ.get(key) for key in INHERITED_ENV}
     yield
-    after = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
-    if after == before or platform.libc_ver()[0] != "glibc":
-        return
-    for key in after.keys() - before.keys():
-        del os.environ[key]
-    os.environ.update(before)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    for parameter, value in GLIBC_DEFAULTS.items():
-        libc.mallopt(parameter, value)
-    libc.malloc_trim(0)
+    if before != INHERITED_ENV and all(os.environ.get(k) == v for k, v in INHERITED_ENV.items()):
+        give_freed_memory_back()
+        os.environ.update({key: value for key, value in before.items() if value is not None})
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,20 +19,40 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
 NEVER_TRIM = -1  # glibc converts mallopt's int to size_t here: -1 is SIZE_MAX
+GLIBC_DEFAULTS = {M_TRIM_THRESHOLD: 128 * 1024, M_MMAP_MAX: 65536}  # malloc.h's DEFAULT_TRIM_THRESHOLD, _MMAP_MAX
 
 
 # the same settings for processes started from this one (DDP workers, dataloader workers under spawn)
 INHERITED_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}
 
 
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def keep_freed_memory() -> bool:
     """Serve every allocation from the heap and never trim it, in this process and the processes it
     starts; returns False where glibc is absent."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return False
     os.environ.update(INHERITED_ENV)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     done = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
     if not done:
         log.warning("mallopt refused the settings: freed memory goes back to the OS as usual")
     return done
+
+
+def give_freed_memory_back() -> None:
+    """Undo :func:`keep_freed_memory`: glibc's default settings here and in the processes started later,
+    and the heap's free memory handed back to the OS now."""
+    for key in INHERITED_ENV:
+        os.environ.pop(key, None)
+    libc = _glibc()
+    if libc is None:
+        return
+    for parameter, value in GLIBC_DEFAULTS.items():
+        libc.mallopt(parameter, value)
+    libc.malloc_trim(0)
