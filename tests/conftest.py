@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from ravlt.tools.malloc import INHERITED_ENV, give_freed_memory_back
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py, the plain-formula oracle
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -69,3 +71,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def compose_run(tmp_path):
+    """``compose_run(*overrides)``: the project's Hydra config as ``train.py`` would compose it."""
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=[*overrides, f"output_dir={tmp_path / 'run'}"])
+
+    return _compose

@@ -1,15 +1,13 @@
-"""Shared fixtures of the classification tests: tiny class-folder datasets and Hydra composition."""
+"""Shared fixtures of the classification tests: tiny class-folder datasets."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from ravlt.data.digits import generate_digits
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 
 
@@ -55,14 +53,3 @@ def data_env(monkeypatch, digits_dir):
     """Point the digits config at the session's generated copy (nothing is written into the project)."""
     monkeypatch.setenv("RAVLT_DATA_DIR", str(digits_dir.parent))
     return digits_dir
-
-
-@pytest.fixture
-def compose_run(tmp_path):
-    """``compose_run(*overrides)``: the project's Hydra config as ``train.py`` would compose it."""
-
-    def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            return compose("config", overrides=[*overrides, f"output_dir={tmp_path / 'run'}"])
-
-    return _compose

@@ -1,14 +1,11 @@
-"""Shared fixtures of the detection tests: tiny generated datasets and Hydra composition."""
+"""Shared fixtures of the detection tests: tiny generated datasets."""
 import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from mmdet.datasets import CocoDataset
 
 from ravlt.data.shapes_coco import generate_shapes_coco
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +25,3 @@ def coco_root(tmp_path_factory) -> Path:
         annotations = dict(images=[], annotations=[], categories=categories)
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(annotations))
     return root
-
-
-@pytest.fixture
-def compose_run(tmp_path):
-    """``compose_run(*overrides)``: the project's Hydra config as ``train.py`` would compose it."""
-
-    def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            return compose("config", overrides=[*overrides, f"output_dir={tmp_path / 'run'}"])
-
-    return _compose

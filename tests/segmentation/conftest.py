@@ -1,14 +1,12 @@
-"""Shared fixtures of the segmentation tests: tiny generated datasets and Hydra composition."""
+"""Shared fixtures of the segmentation tests: tiny generated datasets."""
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from ravlt.data.shapes_ade import ShapesADESpec, data_dir, generate_shapes_ade
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY = ShapesADESpec(num_train=8, num_val=4, image_size=128, seed=0)
 
 
@@ -46,14 +44,3 @@ def corrupt_shapes_root(tmp_path) -> Path:
         label[:10, :10] = 200
         Image.fromarray(label).save(path)
     return root
-
-
-@pytest.fixture
-def compose_run(tmp_path):
-    """``compose_run(*overrides)``: the project's Hydra config as ``train.py`` would compose it."""
-
-    def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-            return compose("config", overrides=[*overrides, f"output_dir={tmp_path / 'run'}"])
-
-    return _compose
