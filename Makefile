@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 export HYDRA_FULL_ERROR ?= 0
 
-.PHONY: install install-mm install-all demo test test-fast bench flops rank rehearse det-demo seg-demo det-coco seg-ade20k clean lock
+.PHONY: install install-mm install-all demo lint test test-fast bench flops rank rehearse det-demo seg-demo det-coco seg-ade20k clean lock
 
 install: $(CORE_STAMP)
 install-mm: $(MM_STAMP)
@@ -56,10 +56,14 @@ demo: install
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest tests -n $(TEST_WORKERS) --dist worksteal
 
-test: install-all
+# pycodestyle, pyflakes, import order and bugbear (pyproject.toml, [tool.ruff]); a second, before the tests.
+lint: install-all
+	$(PY) -m ruff check .
+
+test: lint
 	$(PYTEST)
 
-test-fast: install-all
+test-fast: lint
 	$(PYTEST) -m "not slow"
 
 flops: install

@@ -98,7 +98,8 @@ def test_argument_mistakes_are_one_line(capsys):
         (["train.py", "model=ravlt_x"], "error: Could not find 'model/ravlt_x'; model=... takes one of: ravlt_b"),
         (["predict.py"], "error: checkpoint=... is required: add it to the command line"),
         (["-m", "ravlt.train", "model=ravlt_x"], "error: Could not find 'model/ravlt_x'; model=... takes one of"),
-        (["-m", "ravlt.train", "task=detection", "dataset=digits"], "error: dataset=digits is a classification dataset"),
+        (["-m", "ravlt.train", "task=detection", "dataset=digits"],
+         "error: dataset=digits is a classification dataset"),
         (["-m", "ravlt.predict"], "error: checkpoint=... is required: add it to the command line"),
     ],
 )  # fmt: skip

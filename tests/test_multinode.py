@@ -67,7 +67,8 @@ def one_node(tmp_path_factory) -> dict:
     """hardware=cpu_ddp: one node, two processes (Lightning starts the second)."""
     out, data = tmp_path_factory.mktemp("one_node"), tmp_path_factory.mktemp("data")
     done = subprocess.run([sys.executable, "train.py", *CLASSIFICATION, "hardware=cpu_ddp", f"hydra.run.dir={out}"],
-                          cwd=PROJECT_ROOT, env=environment(data), capture_output=True, text=True, timeout=900)  # fmt: skip
+                          cwd=PROJECT_ROOT, env=environment(data), capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "distributed_backend=gloo" in done.stdout + done.stderr
     yield {"output": done.stdout + done.stderr, "dir": out, "data": data}

@@ -13,7 +13,8 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OPENMMLAB = ("mmcv", "mmengine", "mmdet", "mmseg")
 CORE_MODULES = ("ravlt", "ravlt.train", "ravlt.tasks", "ravlt.tasks.classification", "ravlt.predict.cli",
-                "ravlt.predict.classification", "ravlt.tools.flops", "ravlt.analysis.rank", "ravlt.bench.cli")  # fmt: skip
+                "ravlt.predict.classification", "ravlt.tools.flops", "ravlt.analysis.rank",
+                "ravlt.bench.cli")  # fmt: skip
 
 
 def python(*args: str, cwd: Path = PROJECT_ROOT, pythonpath: Path = PROJECT_ROOT / "src", timeout: float = 300):
@@ -31,7 +32,10 @@ def test_the_classification_path_imports_no_openmmlab_module():
 
 # The OpenMMLab packages made unimportable, as where they are not installed (None in sys.modules: both
 # import and importlib.util.find_spec then report them missing).
-WITHOUT_OPENMMLAB = "import runpy, sys\nsys.modules.update(dict.fromkeys({mods!r}))\nsys.argv = {argv!r}\nrunpy.run_path({script!r}, run_name='__main__')"  # fmt: skip
+WITHOUT_OPENMMLAB = ("import runpy, sys\n"
+                     "sys.modules.update(dict.fromkeys({mods!r}))\n"
+                     "sys.argv = {argv!r}\n"
+                     "runpy.run_path({script!r}, run_name='__main__')")  # fmt: skip
 
 
 @pytest.mark.parametrize("task, args", [
@@ -43,7 +47,8 @@ def test_a_dense_task_without_the_openmmlab_extras_names_the_install_command(tas
     argv = ["train.py", *args, "hardware=cpu", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"]
     code = WITHOUT_OPENMMLAB.format(mods=OPENMMLAB, argv=argv, script=str(PROJECT_ROOT / "train.py"))
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), "RAVLT_DATA_DIR": str(data)})  # fmt: skip
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"),
+                               "RAVLT_DATA_DIR": str(data)})  # fmt: skip
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: task={task} needs the OpenMMLab packages"), done.stderr[-3000:]

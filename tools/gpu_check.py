@@ -133,7 +133,8 @@ def probe(site: str | None) -> dict:
         info.update(torch=torch.__version__, torch_cuda=torch.version.cuda, cuda_available=torch.cuda.is_available())
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            info.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
+                        gpu_memory_gib=round(props.total_memory / 2**30, 1),
                         multiprocessors=props.multi_processor_count, cudnn=torch.backends.cudnn.version(),
                         bf16_supported=torch.cuda.is_bf16_supported())  # fmt: skip
     except Exception as e:  # noqa: BLE001 - the probe reports, it does not fail
@@ -256,7 +257,10 @@ class Check:
         try:
             markdown = gpu_report.render(self.report)
         except Exception as e:  # noqa: BLE001 - the JSON must be written whatever the markdown does
-            markdown = f"# GPU check\n\nThe markdown report failed ({type(e).__name__}: {e}); gpu_check.json has everything.\n"
+            markdown = (
+                f"# GPU check\n\nThe markdown report failed ({type(e).__name__}: {e}); "
+                "gpu_check.json has everything.\n"
+            )
         for name, text in (("gpu_check.json", json.dumps(self.report, indent=2, ensure_ascii=False) + "\n"),
                            ("gpu_check.md", markdown)):  # fmt: skip
             tmp = self.out / f".{name}.tmp"
@@ -315,7 +319,8 @@ class Check:
         installed = False
         if wheels:
             cmd = self.python_cmd("-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                                  "--no-cache-dir", "--upgrade", "--disable-pip-version-check", "--target", str(self.site))  # fmt: skip
+                                  "--no-cache-dir", "--upgrade", "--disable-pip-version-check",
+                                  "--target", str(self.site))  # fmt: skip
             if self.test_install:  # this machine's Python may not be the GPU's: install for the GPU's tags
                 cmd += ["--python-version", self.args.gpu_python, "--implementation", "cp", "--only-binary=:all:"]
                 cmd += [x for p in PLATFORMS for x in ("--platform", p)]
@@ -331,7 +336,8 @@ class Check:
             cmd += ["--site", str(self.site)]
         res = run_boxed(cmd, max(self.box("setup"), MIN_USEFUL_S), log, self.env)
         info = read_json(probe_file) or {}
-        info.update(nvidia_smi=self.command_line(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+        info.update(nvidia_smi=self.command_line(["nvidia-smi",
+                                                  "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
                                                   "--format=csv,noheader"]),
                     nvcc=self.command_line(["nvcc", "--version"], last=True))  # fmt: skip
         self.report["machine"] = {k: v for k, v in info.items() if k != "requirements"}
@@ -381,10 +387,13 @@ class Check:
             collected = re.search(r"(\d+)(?:/\d+)? tests? (?:collected|selected)", tail(log))
             count = int(collected.group(1)) if collected else 0
             record["details"].update(collected=count, collect=res)
-            self.prepared(record, [res], count > 0, f"{count} gpu tests collected", f"the gpu tests do not collect (exit {res['rc']})")
+            self.prepared(record, [res], count > 0, f"{count} gpu tests collected",
+                          f"the gpu tests do not collect (exit {res['rc']})")
             return
         per_test = ["--timeout=120"] if importlib.util.find_spec("pytest_timeout") else []  # one hung test, not all
-        res = run_boxed(self.python_cmd(*base, "-q", "-rA", f"--junitxml={junit}", *per_test, *files), self.box("1"), log, self.env)
+        res = run_boxed(
+            self.python_cmd(*base, "-q", "-rA", f"--junitxml={junit}", *per_test, *files), self.box("1"), log, self.env
+        )
         tests = parse_junit(junit)
         record["details"].update(run=res, tests=tests)
         counts = {k: sum(t["outcome"] == k for t in tests) for k in ("passed", "failed", "error", "skipped")}
@@ -410,8 +419,8 @@ class Check:
         # the suite stops starting items 30 s before the box: imports, CUDA start-up and the last item
         cmd += ["--budget", str(max(box - 30, 10))]
         if not self.cuda:  # rehearsal
-            cmd += ["--device", "cpu", "--quick", "--no-compile", "--dtype", "float32", "--models", "ravlt_s", "convnext_tiny",
-                    "--min-seconds", "0", "--repeats", "1"]  # fmt: skip
+            cmd += ["--device", "cpu", "--quick", "--no-compile", "--dtype", "float32",
+                    "--models", "ravlt_s", "convnext_tiny", "--min-seconds", "0", "--repeats", "1"]  # fmt: skip
         beside = self.building()
         res = run_boxed(self.python_cmd(*cmd), box, log, self.env)
         result = read_json(out / "bench_cuda.json") or {}
@@ -435,9 +444,10 @@ class Check:
 
     # stage 3 ------------------------------------------------------------------------------------------------
     def train_cmd(self, run_dir: Path, *overrides: str) -> list[str]:
-        return self.python_cmd("train.py", "task=classification", "model=ravlt_t", "dataset=digits", f"hardware={self.hardware}",
-                               "logger=csv", "experiment=digits_demo", "task.progress_bar=false", "task.log_images=0",
-                               f"hydra.run.dir={run_dir}", *overrides)  # fmt: skip
+        return self.python_cmd("train.py", "task=classification", "model=ravlt_t", "dataset=digits",
+                               f"hardware={self.hardware}", "logger=csv", "experiment=digits_demo",
+                               "task.progress_bar=false", "task.log_images=0", f"hydra.run.dir={run_dir}",
+                               *overrides)  # fmt: skip
 
     def stage3(self, record: dict, log: Path) -> None:
         train_dir, eval_dir = self.work / "stage3" / "train", self.work / "stage3" / "eval"
@@ -445,11 +455,14 @@ class Check:
         evaluate = self.train_cmd(eval_dir, "task.mode=eval", f"ckpt_path={train_dir / 'checkpoints' / 'last.ckpt'}")
         details = record["details"] = {}
         if not self.live:
-            composed = [run_boxed(cmd + ["--cfg", "job"], self.box("3") / 2, log, self.env) for cmd in (train, evaluate)]
+            composed = [
+                run_boxed(cmd + ["--cfg", "job"], self.box("3") / 2, log, self.env) for cmd in (train, evaluate)
+            ]
             details["compose"] = composed
             text = tail(log, 100_000)
             ok = "precision: bf16-mixed" in text and "accelerator: gpu" in text
-            self.prepared(record, composed, ok, "train and eval compose (accelerator gpu, bf16-mixed)", "the commands do not compose")
+            self.prepared(record, composed, ok, "train and eval compose (accelerator gpu, bf16-mixed)",
+                          "the commands do not compose")
             return
         res = run_boxed(train, self.box("3"), log, self.env)
         trained = read_json(train_dir / "metrics.json") or {}
@@ -493,8 +506,8 @@ class Check:
         jobs = max(1, (os.cpu_count() or 4) - 2)
         arch = info.get("capability", "9.0")
         env = {**self.env, "FORCE_CUDA": "1", "MMCV_WITH_OPS": "1", "TORCH_CUDA_ARCH_LIST": arch, "MAX_JOBS": str(jobs),
-               "MMCV_SDIST": str(source), "RAVLT_WHEEL_CACHE": str(self.work / "mmcv-wheel"), "PIP_TARGET": str(self.site),
-               "PIP_NO_INDEX": "1"}  # fmt: skip
+               "MMCV_SDIST": str(source), "RAVLT_WHEEL_CACHE": str(self.work / "mmcv-wheel"),
+               "PIP_TARGET": str(self.site), "PIP_NO_INDEX": "1"}  # fmt: skip
         log = self.work / "mmcv_build.log"
         with open(log, "w") as out:
             out.write(f"# MAX_JOBS={jobs} TORCH_CUDA_ARCH_LIST={arch}, nice 19, beside stages 1-3\n")
@@ -522,7 +535,8 @@ class Check:
     def mm_cmd(self, name: str, run_dir: Path, *extra: str) -> list[str]:
         """The train.py command of one stage-4 demo, writing to ``run_dir``."""
         common = ["model=ravlt_t", f"hardware={self.hardware}", "logger=csv", "task.vis_interval=0", *extra]
-        if name == "mask_rcnn_demo":  # 300 training images at 15 a batch: one epoch is 20 iterations, then one validation
+        if name == "mask_rcnn_demo":
+            # 300 training images at 15 a batch: one epoch is 20 iterations, then one validation
             task = ["task=detection", "detector=mask_rcnn_demo", "dataset=shapes_coco", "task.max_epochs=1",
                     "task.batch_size=15", "task.val_interval=1"]  # fmt: skip
         else:
@@ -549,9 +563,13 @@ class Check:
             proc.wait(timeout=max(self.box("4") - 60, 1))
         except subprocess.TimeoutExpired:
             self.stop_build()
-            record.update(status="timeout", summary=f"the mmcv build did not finish in {time.monotonic() - self.build['start']:.0f} s")
+            record.update(
+                status="timeout",
+                summary=f"the mmcv build did not finish in {time.monotonic() - self.build['start']:.0f} s",
+            )
         details["build"] = dict(jobs=self.build["jobs"], arch=self.build["arch"], rc=proc.returncode,
-                                seconds=round(time.monotonic() - self.build["start"], 1), note="wall time beside stages 1-3, nice 19")  # fmt: skip
+                                seconds=round(time.monotonic() - self.build["start"], 1),
+                                note="wall time beside stages 1-3, nice 19")  # fmt: skip
         if proc.returncode != 0:
             if record["status"] != "timeout":
                 record.update(status="fail", summary=f"the mmcv build failed (exit {proc.returncode})")
@@ -564,11 +582,13 @@ class Check:
         source = self.mmcv_source()
         details["source"] = source.name if source else None
         if not self.live:
-            composed = [run_boxed(self.mm_cmd(name, self.work / name) + ["--cfg", "job"], self.box("4") / 2, log, self.env)
+            composed = [run_boxed(self.mm_cmd(name, self.work / name) + ["--cfg", "job"], self.box("4") / 2,
+                                  log, self.env)
                         for name in MM_DEMOS]  # fmt: skip
             details["compose"] = composed
             missing = "" if source else "; no onedl-mmcv source in the wheels folder"
-            self.prepared(record, composed, True, "both demo commands compose" + missing, "the demo commands do not compose")
+            self.prepared(record, composed, True, "both demo commands compose" + missing,
+                          "the demo commands do not compose")
             return
         if not self.wait_for_mmcv(record):
             return
@@ -578,12 +598,17 @@ class Check:
             if failure:
                 problems.append(failure)
                 if "timed out" not in failure and self.box("4") >= MIN_USEFUL_S:  # mmcv's CUDA ops, or bf16?
-                    problems.append(f"in fp32 (hardware.precision=32-true): {self.mm_demo(details, name, log, fp32=True) or 'ok'}")
+                    problems.append(
+                        f"in fp32 (hardware.precision=32-true): {self.mm_demo(details, name, log, fp32=True) or 'ok'}"
+                    )
         record["status"] = "pass" if not problems else "fail"
         build = details["build"].get("seconds")
-        done = [f"{n} {details[n]['run']['seconds']} s" for n in MM_DEMOS if n in details and n not in " ".join(problems)]
+        done = [
+            f"{n} {details[n]['run']['seconds']} s" for n in MM_DEMOS if n in details and n not in " ".join(problems)
+        ]
         record["summary"] = "; ".join(
-            [f"mmcv built in {build} s" if build else f"mmcv as installed (CUDA ops: {details['build'].get('prebuilt')})"]
+            [f"mmcv built in {build} s" if build
+             else f"mmcv as installed (CUDA ops: {details['build'].get('prebuilt')})"]
             + problems + done
         )
 
@@ -663,8 +688,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole run (default 540: 9 minutes)")
     p.add_argument("--stages", default="1,2,3,4", help="comma-separated stages to run after setup (default 1,2,3,4)")
     p.add_argument("--box", action="append", default=[], metavar="STAGE=SECONDS",
-                   help="another time box for a stage, e.g. --box 2=120 (defaults: " + ", ".join(f"{k}={v:.0f}" for k, v in BOXES.items()) + ")")
-    p.add_argument("--wheels", type=Path, default=ROOT / ".whl", help="carried wheels and the onedl-mmcv source (tools/gpu_wheels.sh)")
+                   help="another time box for a stage, e.g. --box 2=120 (defaults: "
+                   + ", ".join(f"{k}={v:.0f}" for k, v in BOXES.items()) + ")")
+    p.add_argument("--wheels", type=Path, default=ROOT / ".whl",
+                   help="carried wheels and the onedl-mmcv source (tools/gpu_wheels.sh)")
     p.add_argument("--site", type=Path, help="install target of the wheels (default: in the work folder)")
     p.add_argument("--work", type=Path, help="work folder (default: a new temporary one)")
     p.add_argument("--gpu-python", default="3.12", help="dry run: the Python version the wheels are installed for")

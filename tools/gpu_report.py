@@ -32,7 +32,8 @@ def machine_line(report: dict) -> str:
 
 
 def stage_section(stage: dict) -> list[str]:
-    lines = ["", f"## {stage['title']}", "", f"**{stage['status']}**" + (f": {stage['summary']}" if stage.get("summary") else "")]
+    lines = ["", f"## {stage['title']}", "",
+             f"**{stage['status']}**" + (f": {stage['summary']}" if stage.get("summary") else "")]
     details = stage.get("details") or {}
     if stage["name"] == "setup":
         if details.get("wheels"):
@@ -57,7 +58,9 @@ def stage_section(stage: dict) -> list[str]:
             metrics = details.get(key) or {}
             shown = {k: v for k, v in metrics.items() if k.startswith(("val/", "train/", "epoch", "global_step"))}
             if shown:
-                lines += ["", f"{key.split('_')[0]}: " + ", ".join(f"{k} {_value(v)}" for k, v in sorted(shown.items()))]
+                lines += [
+                    "", f"{key.split('_')[0]}: " + ", ".join(f"{k} {_value(v)}" for k, v in sorted(shown.items()))
+                ]
     elif stage["name"] == "4":
         b = details.get("build") or {}
         if "prebuilt" in b:
@@ -78,7 +81,8 @@ def stage_section(stage: dict) -> list[str]:
 
 def render(report: dict) -> str:
     lines = [
-        f"# GPU check{' (dry run)' if report.get('dry_run') else ''}{' (rehearsal on the CPU)' if report.get('rehearsal') else ''}: "
+        f"# GPU check{' (dry run)' if report.get('dry_run') else ''}"
+        f"{' (rehearsal on the CPU)' if report.get('rehearsal') else ''}: "
         f"{report.get('started')}",
         "",
         f"`{report.get('command')}`: {report.get('elapsed_s')} s of a {report.get('budget_s'):.0f} s budget.",

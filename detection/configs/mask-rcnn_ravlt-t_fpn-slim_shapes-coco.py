@@ -43,7 +43,10 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     dataset=dict(
-        data_root=data_root, metainfo=metainfo, pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True, min_size=8)))
+        data_root=data_root,
+        metainfo=metainfo,
+        pipeline=train_pipeline,
+        filter_cfg=dict(filter_empty_gt=True, min_size=8)))
 val_dataloader = dict(
     batch_size=4,
     num_workers=0,

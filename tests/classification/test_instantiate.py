@@ -9,11 +9,11 @@ import io
 import itertools
 
 import pytest
-from PIL import Image
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import OmegaConf
+from PIL import Image
 
 from ravlt.models import VARIANTS
 from ravlt.tasks import classification as runner

@@ -294,7 +294,10 @@ def test_sigterm_to_the_process_group_checkpoints_without_requeue_and_dataloader
                        env=slurm, start_new_session=True)  # fmt: skip
     output = stopped(process, signal.SIGTERM)
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    assert f"stopped by SIGTERM at step 12: resumable checkpoint written to {checkpoint}; resume with ckpt_path=" in output
+    assert (
+        f"stopped by SIGTERM at step 12: resumable checkpoint written to {checkpoint}; resume with ckpt_path="
+        in output
+    )
     assert not calls.exists()  # SIGTERM may be scancel: never requeued
     assert checkpoint_state(checkpoint)["global_step"] == 12
 

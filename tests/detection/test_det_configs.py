@@ -30,7 +30,9 @@ def build_detector(name: str, few_rois: bool = False):
     init_default_scope(cfg.default_scope)
     if few_rois and "rpn_proposal" in cfg.model.train_cfg:  # same heads, 32 sampled RoIs: a cheap CPU step
         cfg.model.train_cfg.rpn_proposal.max_per_img = 64
-        for stage in cfg.model.train_cfg.rcnn if isinstance(cfg.model.train_cfg.rcnn, list) else [cfg.model.train_cfg.rcnn]:
+        for stage in (
+            cfg.model.train_cfg.rcnn if isinstance(cfg.model.train_cfg.rcnn, list) else [cfg.model.train_cfg.rcnn]
+        ):
             stage.sampler.num = 32
     return cfg, MODELS.build(cfg.model)
 

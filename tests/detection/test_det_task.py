@@ -122,8 +122,9 @@ def test_a_broken_annotation_file_is_refused_before_the_run(damage, message, com
 def test_evaluating_a_classification_checkpoint_as_a_detector_says_what_to_do(compose_run, shapes_root, tmp_path):
     ckpt = tmp_path / "RAVLT_T.pth"
     torch.save({"model": timm.create_model("ravlt_t").state_dict()}, ckpt)
-    cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t", "detector=mask_rcnn_demo",
-                      "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu", "logger=csv")  # fmt: skip
+    cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t",
+                      "detector=mask_rcnn_demo", "dataset=shapes_coco", f"dataset.root={shapes_root}",
+                      "hardware=cpu", "logger=csv")  # fmt: skip
     with pytest.raises(ConfigError, match="holds the weights of a RAVLT alone .* model.pretrained="):
         detection.run(cfg)
 
@@ -142,10 +143,13 @@ def test_evaluation_on_generated_data_gives_coco_metrics(compose_run, shapes_roo
 
     # a visualizer left in this process by an earlier run (as mmdet's configs name it) must not be reused
     from mmdet.visualization import DetLocalVisualizer
-    DetLocalVisualizer.get_instance("visualizer", vis_backends=[dict(type="LocalVisBackend")], save_dir=str(tmp_path / "earlier"))
+    DetLocalVisualizer.get_instance(
+        "visualizer", vis_backends=[dict(type="LocalVisBackend")], save_dir=str(tmp_path / "earlier")
+    )
 
-    cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t", "detector=mask_rcnn_demo",
-                      "dataset=shapes_coco", f"dataset.root={shapes_root}", "hardware=cpu", "logger=csv")  # fmt: skip
+    cfg = compose_run("task=detection", "task.mode=eval", f"ckpt_path={ckpt}", "model=ravlt_t",
+                      "detector=mask_rcnn_demo", "dataset=shapes_coco", f"dataset.root={shapes_root}",
+                      "hardware=cpu", "logger=csv")  # fmt: skip
     metrics = detection.run(cfg)
     assert COCO_METRIC_KEYS <= metrics.keys()
     assert all(-1.0 <= v <= 1.0 for v in metrics.values())

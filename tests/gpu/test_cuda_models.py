@@ -42,7 +42,10 @@ def test_cuda_fp32_logits_and_gradients_match_the_cpu(record_property):
     train_err = rel_err(logits_gpu.detach().cpu(), logits_cpu.detach())
     g_cpu, g_gpu = grads(cpu), grads(gpu)
     assert g_cpu.keys() == g_gpu.keys() and len(g_cpu) == len(list(cpu.parameters()))
-    flat_cpu, flat_gpu = torch.cat([g.flatten() for g in g_cpu.values()]), torch.cat([g.flatten() for g in g_gpu.values()])
+    flat_cpu, flat_gpu = (
+        torch.cat([g.flatten() for g in g_cpu.values()]),
+        torch.cat([g.flatten() for g in g_gpu.values()]),
+    )
     grad_err = rel_err(flat_gpu, flat_cpu)
     # per tensor, relative to the tensor's norm (floored, for gradients that are nearly zero)
     scale = flat_cpu.norm() / flat_cpu.numel() ** 0.5

@@ -2,8 +2,8 @@
 mmseg's own loaders name a byte buffer, or nothing)."""
 import numpy as np
 import pytest
-from mmengine.registry import DefaultScope
 from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
+from mmengine.registry import DefaultScope
 from PIL import Image
 
 import ravlt.mm  # noqa: F401  (registers ravlt.NameFile)

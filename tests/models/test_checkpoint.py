@@ -1,4 +1,5 @@
-"""Released-checkpoint layout (docs/method.md §7), strict round trips and clear errors for checkpoints that do not fit."""
+"""Released-checkpoint layout (docs/method.md §7), strict round trips and clear errors for checkpoints that do
+not fit."""
 import argparse
 
 import pytest
@@ -143,7 +144,9 @@ def test_truncated_file_raises_clear_error(tmp_path):
 def test_files_that_are_not_checkpoints_name_the_option_and_the_file(tmp_path, make, message):
     path = tmp_path / "RAVLT_T.pth"
     make(path)
-    with pytest.raises(CheckpointMismatchError, match=rf"^(could not read checkpoint )?model.pretrained={path}.*{message}"):
+    with pytest.raises(
+        CheckpointMismatchError, match=rf"^(could not read checkpoint )?model.pretrained={path}.*{message}"
+    ):
         read_checkpoint(path, "model.pretrained")
 
 

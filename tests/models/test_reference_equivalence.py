@@ -65,7 +65,10 @@ def reference_rala(attn, x, use_rope=True):
     theta = spec_theta(h, w, d) if use_rope else torch.zeros(n, d)
     q, k, v, o, lepe = projections(attn, x)
     merged = torch.zeros(b, n, c)
-    elu1 = lambda t: torch.where(t > 0, t + 1, torch.exp(t))  # ELU(t) + 1
+
+    def elu1(t):  # ELU(t) + 1
+        return torch.where(t > 0, t + 1, torch.exp(t))
+
     for bi in range(b):
         for hd in range(heads):
             sl = slice(hd * d, (hd + 1) * d)
@@ -149,7 +152,10 @@ def test_rala_without_alpha_and_gate_is_plain_linear_attention():
     sin, cos = tables(3, 3, 4, True)
     theta = spec_theta(3, 3, 4)
     q, k, v, o, lepe = projections(attn, x)
-    elu1 = lambda t: torch.where(t > 0, t + 1, torch.exp(t))
+
+    def elu1(t):
+        return torch.where(t > 0, t + 1, torch.exp(t))
+
     merged = torch.zeros(1, 9, 8)
     for hd in range(2):
         sl = slice(hd * 4, hd * 4 + 4)

@@ -19,7 +19,9 @@ def test_bench_quick_run_writes_table_json_and_plot(tmp_path, capsys):
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
     assert {(r["model"], r["workload"]) for r in saved["rows"]} == {
-        (m, w) for m in ("ravlt_t", "convnext_tiny") for w in ("eval b2 64²", "train b2 64²", "eval b1 64²", "eval b1 128²")
+        (m, w)
+        for m in ("ravlt_t", "convnext_tiny")
+        for w in ("eval b2 64²", "train b2 64²", "eval b1 64²", "eval b1 128²")
     }
     for row in saved["rows"]:
         assert len(row["seconds"]) == 2 and row["img_per_s"] > 0 and row["peak_mib"] > 0
@@ -186,7 +188,7 @@ def test_profiled_ops_fall_into_their_kinds_forward_and_backward():
     }
     for kind, forwards in layers.items():
         for forward in forwards:
-            ms = kind_times(lambda: forward().sum().backward())
+            ms = kind_times(lambda forward=forward: forward().sum().backward())
             assert set(ms) == set(KINDS) and ms[kind] > 0, (kind, ms)
             assert all(ms[other] == 0 for other in KINDS if other not in (kind, "other")), (kind, ms)
 

@@ -24,7 +24,9 @@ def test_plan_covers_the_issue_workloads_in_priority_order():
         assert (model, "eval b128 224²", True, "fp32") in measured
         if model != "ravlt_s_llll":  # the all-RALA ablation is an inference model
             assert (model, "train b128 224²", False, "fp32") in measured
-    assert {"ravlt_t", "ravlt_s", "ravlt_b", "ravlt_s_llll", "convnext_tiny", "convnext_small", "swin_tiny"} == set(SUITE_MODELS)
+    assert {
+        "ravlt_t", "ravlt_s", "ravlt_b", "ravlt_s_llll", "convnext_tiny", "convnext_small", "swin_tiny"
+    } == set(SUITE_MODELS)
     assert ("ravlt_s", "eval b128 224²", False, "bf16") in measured
     assert {(c.model, c.size) for c in items if isinstance(c, LogitCheck)} == {("ravlt_s", 224), ("ravlt_s_llll", 1024)}
     # every eager measurement at batch 128 comes before any compiled one, the compiled training steps last
@@ -39,13 +41,16 @@ def test_plan_covers_the_issue_workloads_in_priority_order():
 @pytest.mark.slow  # about 20 s on 2 idle cores
 def test_quick_cpu_run_measures_records_and_compares_cores(tmp_path, capsys):
     # fp32: bf16 autocast is emulated (slow) on CPUs without bf16 instructions
-    result = main(["--suite", "cuda", "--device", "cpu", "--quick", "--no-compile", "--models", "ravlt_s", "convnext_tiny",
-                   "--dtype", "float32", "--min-seconds", "0", "--repeats", "1", "--budget", "600", "--out", str(tmp_path)])  # fmt: skip
+    result = main(["--suite", "cuda", "--device", "cpu", "--quick", "--no-compile",
+                   "--models", "ravlt_s", "convnext_tiny", "--dtype", "float32",
+                   "--min-seconds", "0", "--repeats", "1", "--budget", "600", "--out", str(tmp_path)])  # fmt: skip
     saved = json.loads((tmp_path / "bench_cuda.json").read_text())
     assert saved["items"] == json.loads(json.dumps(result["items"]))
     statuses = {r["label"]: r["status"] for r in saved["items"]}
     assert set(statuses.values()) == {"ok"}, statuses
-    assert {"eval b2 64² ravlt_s", "train b2 64² convnext_tiny", "eval b1 96² ravlt_s", "eval b2 64² ravlt_s (bf16 core)"} <= set(statuses)
+    assert {
+        "eval b2 64² ravlt_s", "train b2 64² convnext_tiny", "eval b1 96² ravlt_s", "eval b2 64² ravlt_s (bf16 core)"
+    } <= set(statuses)
     rows = [r for r in saved["items"] if r["kind"] == "eager"]
     assert all(r["img_per_s"] > 0 and r["peak_mib"] > 0 and len(r["seconds"]) == 1 for r in rows)
     assert all(r["vs_baseline"] == 1.0 for r in rows if r["model"] == "convnext_tiny")

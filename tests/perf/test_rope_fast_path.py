@@ -24,4 +24,6 @@ def test_real_table_of_the_compile_path_gives_the_same_rotation():
     real_table = torch.stack((cos[:, 0::2], sin[:, 0::2]), dim=-1)
     x = torch.randn(3, 2, 24, 16, dtype=torch.float64)
     torch.testing.assert_close(rotate(x, real_table), apply_rope(x, sin, cos))
-    torch.testing.assert_close(rotate(x, real_table, inverse=True), rotate(x, rotation_table(sin, cos, torch.float64), inverse=True))
+    torch.testing.assert_close(
+        rotate(x, real_table, inverse=True), rotate(x, rotation_table(sin, cos, torch.float64), inverse=True)
+    )

@@ -12,14 +12,15 @@ from ravlt.rehearse import cli
 from ravlt.rehearse.configs import changed_keys, compose_config, flatten
 from ravlt.rehearse.evidence import Phase, RehearsalError
 from ravlt.rehearse.inputs import Inputs, prepare
-from ravlt.rehearse.runs import PAPER_RUNS, select
 from ravlt.rehearse.row import check_resumed, check_trained
+from ravlt.rehearse.runs import PAPER_RUNS, select
 
 CPU_PRESET = {"hardware.accelerator", "hardware.devices", "hardware.keep_freed_memory", "hardware.name",
               "hardware.num_workers", "hardware.pin_memory", "hardware.precision", "hardware.strategy",
               "hardware.sync_batchnorm"}  # fmt: skip
 FROM_HARDWARE = {"task.trainer.accelerator", "task.trainer.devices", "task.trainer.precision", "task.trainer.strategy",
-                 "task.trainer.sync_batchnorm", "task.datamodule.num_workers", "task.datamodule.pin_memory"}  # fmt: skip
+                 "task.trainer.sync_batchnorm", "task.datamodule.num_workers",
+                 "task.datamodule.pin_memory"}  # fmt: skip
 BATCH = {"task.batch_size", "task.datamodule.batch_size"}
 LENGTH = {"task.max_epochs", "task.trainer.max_epochs", "task.max_iters", "task.trainer.limit_train_batches",
           "task.trainer.limit_val_batches", "task.cfg_options.train_cfg.val_begin"}  # fmt: skip
@@ -35,7 +36,9 @@ def test_the_paper_runs_are_all_there():
     expected += [f"cascade-mask-rcnn-3x-{s}" for s in "sbl"] + [f"fpn-80k-{s}" for s in "tsbl"]
     expected += [f"upernet-160k-{s}" for s in "sbl"]
     assert names == expected and len(names) == 25
-    assert [r.name for r in select(["upernet-*", "in1k-t"])] == ["in1k-t", "upernet-160k-s", "upernet-160k-b", "upernet-160k-l"]
+    assert [r.name for r in select(["upernet-*", "in1k-t"])] == [
+        "in1k-t", "upernet-160k-s", "upernet-160k-b", "upernet-160k-l"
+    ]
 
 
 @pytest.mark.parametrize("run", PAPER_RUNS, ids=lambda r: r.name)
@@ -131,7 +134,9 @@ def test_generated_inputs_have_the_real_layouts_and_sizes(dense_inputs):
         assert 0 <= x and x + w <= 640 and 0 <= y and y + h <= 480 and len(ann["segmentation"][0]) >= 6
     ade = dense_inputs.dataset_root("segmentation") / "ADEChallengeData2016"
     labels = sorted((ade / "annotations" / "training").glob("*.png"))
-    assert Image.open(labels[0]).size == (683, 512) == Image.open(next((ade / "images" / "training").glob("*.jpg"))).size
+    assert (
+        Image.open(labels[0]).size == (683, 512) == Image.open(next((ade / "images" / "training").glob("*.jpg"))).size
+    )
     import numpy as np
 
     values = set(np.unique(np.concatenate([np.array(Image.open(p)).ravel() for p in labels])))

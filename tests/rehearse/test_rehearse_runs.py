@@ -9,7 +9,9 @@ from ravlt.rehearse import cli
 from ravlt.rehearse.inputs import prepare
 from ravlt.rehearse.runs import select
 
-REPRESENTATIVES = ["in1k-t", "retinanet-1x-t", "mask-rcnn-1x-t", "cascade-mask-rcnn-3x-s", "fpn-80k-t", "upernet-160k-s"]
+REPRESENTATIVES = [
+    "in1k-t", "retinanet-1x-t", "mask-rcnn-1x-t", "cascade-mask-rcnn-3x-s", "fpn-80k-t", "upernet-160k-s"
+]
 FIELDS = ["run", "status", "s_per_iter", "peak_rss_mib", "changed_keys", "error"]
 
 

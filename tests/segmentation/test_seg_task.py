@@ -228,7 +228,9 @@ def test_sigusr1_checkpoints_requeues_and_the_requeued_job_resumes_at_that_itera
                f"task.max_iters={max_iters}", f"task.val_interval={max_iters}", "task.batch_size=1",
                "task.vis_interval=0", "+task.cfg_options.default_hooks.checkpoint.interval=2",
                f"hydra.run.dir={run_dir}"]  # fmt: skip
-    job = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    job = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 600
     while not (run_dir / "iter_2.pth").exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -49,7 +49,8 @@ def gpu_check(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[subproc
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
     env.update(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out), "--work", str(tmp_path / "work"), *args],
+    proc = subprocess.run(["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out),
+                           "--work", str(tmp_path / "work"), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
     report = json.loads((out / "gpu_check.json").read_text())
     return proc, report, (out / "gpu_check.md").read_text()
@@ -64,7 +65,10 @@ def test_dry_run_prepares_every_stage_and_writes_the_report(tmp_path):
     assert list(stages) == ["setup", "1", "2", "3", "4"]
     setup = stages["setup"]
     assert setup["status"] == "pass", setup
-    assert setup["details"]["install"]["rc"] == 0 and setup["details"]["wheels"] == ["ravlt_gpu_probe-1.0-py3-none-any.whl"]
+    assert (
+        setup["details"]["install"]["rc"] == 0
+        and setup["details"]["wheels"] == ["ravlt_gpu_probe-1.0-py3-none-any.whl"]
+    )
     assert (tmp_path / "work" / "site" / "ravlt_gpu_probe.py").is_file()  # really installed, for the GPU's Python
     assert setup["details"]["requirements"]["unmet"] == []
     assert report["machine"]["imports"]["ravlt.bench.cuda"] == "ok" and report["machine"]["cuda_available"] is False
@@ -96,8 +100,9 @@ def test_a_stage_over_its_box_is_stopped_and_the_next_still_reports(tmp_path):
 def test_sigterm_stops_the_running_stage_and_the_report_says_so(tmp_path):
     out = tmp_path / "out"
     env = {**{k: v for k, v in os.environ.items() if k != "OUT"}, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen(["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out), "--wheels", str(tmp_path / "none"),
-                             "--stages", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(["bash", "tools/gpu_check.sh", "--dry-run", "--out", str(out),
+                             "--wheels", str(tmp_path / "none"), "--stages", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until stage 1 has started
         report = json.loads((out / "gpu_check.json").read_text()) if (out / "gpu_check.json").is_file() else {}
@@ -151,7 +156,10 @@ def test_junit_properties_come_back(tmp_path):
     tests = {t["name"]: t for t in gpu_check_module.parse_junit(xml)}
     assert tests["test_probe::test_numbers"]["outcome"] == "passed"
     assert float(tests["test_probe::test_numbers"]["properties"]["rel_err"]) == pytest.approx(1.5e-6)
-    assert tests["test_probe::test_broken"]["outcome"] == "failed" and "one is not two" in tests["test_probe::test_broken"]["message"]
+    assert (
+        tests["test_probe::test_broken"]["outcome"] == "failed"
+        and "one is not two" in tests["test_probe::test_broken"]["message"]
+    )
     assert tests["test_probe::test_skipped"]["outcome"] == "skipped"
 
 
@@ -163,20 +171,25 @@ def test_report_renders_measurements_of_every_stage():
                      torch_cuda="13.0", cpus=16, nvcc="Build cuda_13.0"),
         stages=[
             dict(name="1", title="1. tests", status="fail", seconds=50.0, box_s=180.0, summary="1 failed",
-                 details=dict(tests=[dict(name="t::a", outcome="passed", seconds=1.0, properties={"grad_rel_err": "3.2e-06"}),
-                                     dict(name="t::b", outcome="failed", seconds=2.0, properties={}, message="assert 0.2 < 0.05\nmore")]),
+                 details=dict(tests=[dict(name="t::a", outcome="passed", seconds=1.0,
+                                          properties={"grad_rel_err": "3.2e-06"}),
+                                     dict(name="t::b", outcome="failed", seconds=2.0, properties={},
+                                          message="assert 0.2 < 0.05\nmore")]),
                  log_tail="line 1\nline 2"),
-            dict(name="2", title="2. bench", status="pass", seconds=170.0, box_s=180.0, details=dict(table="| x | y |")),
+            dict(name="2", title="2. bench", status="pass", seconds=170.0, box_s=180.0,
+                 details=dict(table="| x | y |")),
             dict(name="4", title="4. mm", status="pass", seconds=100.0, box_s=120.0,
                  details=dict(build=dict(rc=0, seconds=300.0, jobs=12, arch="9.0", note="beside"),
-                              mask_rcnn_demo=dict(run=dict(seconds=30.0), metrics={"coco/bbox_mAP": 0.01}, iterations=20,
-                                                  first_loss=3.9, last_loss=3.1),
+                              mask_rcnn_demo=dict(run=dict(seconds=30.0), metrics={"coco/bbox_mAP": 0.01},
+                                                  iterations=20, first_loss=3.9, last_loss=3.1),
                               fpn_demo=dict(run=dict(seconds=9.0), metrics={}, iterations=20))),
         ],
     )  # fmt: skip
     md = gpu_report.render(report)
     assert "NVIDIA H200 (sm_90, 139.8 GiB)" in md
-    assert "| t::a | passed | 1.0 | grad_rel_err=3.2e-06 |" in md and "| t::b | failed | 2.0 | assert 0.2 < 0.05 |" in md
+    assert (
+        "| t::a | passed | 1.0 | grad_rel_err=3.2e-06 |" in md and "| t::b | failed | 2.0 | assert 0.2 < 0.05 |" in md
+    )
     assert "| x | y |" in md and "mmcv build: exit 0, 300.0 s, 12 jobs" in md
     assert "mask_rcnn_demo: 30.0 s, 20 iterations, loss 3.9 -> 3.1, coco/bbox_mAP 0.01" in md
     assert "fpn_demo: 9.0 s, 20 iterations, no metrics" in md

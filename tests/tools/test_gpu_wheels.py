@@ -33,7 +33,8 @@ def test_a_complete_folder_is_kept_and_other_versions_are_removed(tmp_path):
     rows = [line.split() for line in wheels("--list").stdout.splitlines()]
     for kind, name, version in rows:
         stem = name.lower().replace("-", "_")
-        (tmp_path / (f"{stem}-{version}.tar.gz" if kind == "source" else f"{stem}-{version}-py3-none-any.whl")).write_bytes(b"x")
+        (tmp_path / (f"{stem}-{version}.tar.gz" if kind == "source"
+                     else f"{stem}-{version}-py3-none-any.whl")).write_bytes(b"x")
     (tmp_path / "yacs-0.0.1-py3-none-any.whl").write_bytes(b"old")
     result = wheels(WHEEL_DIR=str(tmp_path), PYTHON="false")  # any pip call would fail
     assert result.returncode == 0, result.stderr
@@ -44,4 +45,6 @@ def test_a_complete_folder_is_kept_and_other_versions_are_removed(tmp_path):
 
 def test_unknown_argument_is_a_one_line_error():
     result = wheels("--fetch-everything")
-    assert result.returncode == 1 and result.stderr.strip() == "error: unknown argument --fetch-everything (usage: bash tools/gpu_wheels.sh [--list])"
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "error: unknown argument --fetch-everything (usage: bash tools/gpu_wheels.sh [--list])"
+    )

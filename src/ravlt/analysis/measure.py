@@ -29,7 +29,9 @@ class BlockRanks:
     height: int
     width: int
     channels: int
-    values: dict = field(default_factory=lambda: {q: {v: {s: [] for s in STATS} for v in ATTENTIONS} for q in QUANTITIES})
+    values: dict = field(
+        default_factory=lambda: {q: {v: {s: [] for s in STATS} for v in ATTENTIONS} for q in QUANTITIES}
+    )
 
     @property
     def tokens(self) -> int:

@@ -36,8 +36,16 @@ from .ops import ops_breakdown, ops_table, summary
 from .report import plot, table, target_lines, targets, write_json
 from .stages import stage_breakdown, stages_table
 from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
-from .workloads import (BASELINE, MODELS, applies, default_workloads, make_step, onnxruntime_session,
-                        onnxruntime_step, prepare_model)
+from .workloads import (
+    BASELINE,
+    MODELS,
+    applies,
+    default_workloads,
+    make_step,
+    onnxruntime_session,
+    onnxruntime_step,
+    prepare_model,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # An AVX-512 CPU imitates the AVX2-only class (ATen's kernels, oneDNN and MKL alike); read at start-up, so
@@ -122,7 +130,9 @@ def softmax_attention_memory(device: torch.device, dtype: torch.dtype, side: int
 
     step()
     tokens = side * side
-    return dict(tokens=tokens, heads=heads, nxn_mib=heads * tokens**2 * 4 / 2**20, peak_mib=peak_memory_mib(step, device))
+    return dict(
+        tokens=tokens, heads=heads, nxn_mib=heads * tokens**2 * 4 / 2**20, peak_mib=peak_memory_mib(step, device)
+    )
 
 
 def build_steps(specs, workloads, device, dtype, args) -> dict:

@@ -60,7 +60,9 @@ class Item:
 
     @property
     def label(self) -> str:
-        extra = [x for x in (self.run_mode if self.compiled else "", f"{self.core} core" if self.core != "fp32" else "") if x]
+        extra = [
+            x for x in (self.run_mode if self.compiled else "", f"{self.core} core" if self.core != "fp32" else "") if x
+        ]
         return f"{self.workload.label} {self.model}" + (f" ({', '.join(extra)})" if extra else "")
 
     @property
@@ -307,7 +309,8 @@ def table(result: dict) -> str:
             continue
         lines.append(
             f"| {r['workload']} | {r['model']} | {r['run_mode']} | {r['core']} | "
-            f"{_fmt(r.get('img_per_s'), '.1f')} | {_fmt(r.get('vs_baseline'), '.2f')} | {_fmt(r.get('peak_mib'), '.0f')} | "
+            f"{_fmt(r.get('img_per_s'), '.1f')} | "
+            f"{_fmt(r.get('vs_baseline'), '.2f')} | {_fmt(r.get('peak_mib'), '.0f')} | "
             f"{_fmt(r.get('first_step_s'), '.1f')} | {r['status']} |"
         )
     checks = [r for r in result["items"] if r["kind"] == "logits"]
@@ -316,13 +319,15 @@ def table(result: dict) -> str:
             "",
             "RALA core in bf16 (fp32 accumulation) against fp32, relative L2 difference of the logits:",
             "",
-            "| model | input | bf16 core vs fp32 core | bf16 autocast (fp32 core) vs fp32 | bf16 core vs fp32 | status |",
+            "| model | input | bf16 core vs fp32 core | bf16 autocast (fp32 core) vs fp32 | "
+            "bf16 core vs fp32 | status |",
             "|---|---|---:|---:|---:|---|",
         ]
         for r in checks:
             lines.append(
                 f"| {r['model']} | b{r['batch']} {r['size']}² | {_fmt(r.get('bf16_core_vs_fp32_core'), '.2e')} | "
-                f"{_fmt(r.get('autocast_vs_fp32'), '.2e')} | {_fmt(r.get('bf16_core_vs_fp32'), '.2e')} | {r['status']} |"
+                f"{_fmt(r.get('autocast_vs_fp32'), '.2e')} | "
+                f"{_fmt(r.get('bf16_core_vs_fp32'), '.2e')} | {r['status']} |"
             )
     return "\n".join(lines)
 

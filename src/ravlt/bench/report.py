@@ -57,7 +57,9 @@ def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
     eager = {w: _row(rows, "ravlt_s", w) for w in ("eval b16 224²", TRAIN, "eval b1 224²", "eval b1 1024²")}
     ckpt = _row(rows, "ravlt_s_ckpt", TRAIN)
     if ckpt and eager[TRAIN]:
-        checks.append(_check("ravlt_s with set_grad_checkpointing() / without, training img/s", _speedup(ckpt, eager[TRAIN])))
+        checks.append(
+            _check("ravlt_s with set_grad_checkpointing() / without, training img/s", _speedup(ckpt, eager[TRAIN]))
+        )
     for workload in ("eval b16 224²", TRAIN):
         compiled = _row(rows, "ravlt_s_compiled", workload)
         if compiled and eager[workload]:

@@ -5,11 +5,11 @@
 
 Labels follow ADE20K's convention: 0 is "other" (not annotated; mmseg's ``reduce_zero_label`` turns it
 into the ignore index) and 1..K are the classes of :data:`CLASSES` (or, with ``num_classes`` K, classes
-1..K, each shape class drawn as one of the three shapes: ADE20K's 150 for a rehearsal of its configs). Each image is a noisy, washed-out
-gradient background with a few filled shapes of random size, position and rotation, and sometimes a
-scribble of "other" pixels. Each shape class draws its colour from its own hue band (with random
-saturation and brightness), so colour and outline both tell the class: a RAVLT-T trained from scratch
-learns it in minutes on a CPU. A fixed seed gives identical files.
+1..K, each shape class drawn as one of the three shapes: ADE20K's 150 for a rehearsal of its configs).
+Each image is a noisy, washed-out gradient background with a few filled shapes of random size, position
+and rotation, and sometimes a scribble of "other" pixels. Each shape class draws its colour from its own
+hue band (with random saturation and brightness), so colour and outline both tell the class: a RAVLT-T
+trained from scratch learns it in minutes on a CPU. A fixed seed gives identical files.
 
     python -m ravlt.data.shapes_ade data/generated/shapes_ade
 """

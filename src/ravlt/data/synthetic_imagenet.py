@@ -32,7 +32,9 @@ def class_folders() -> list[str]:
 def is_complete(root: str | os.PathLike) -> bool:
     root = Path(root)
     classes = class_folders()
-    return all((root / split / classes[-1]).is_dir() and any((root / split / classes[-1]).iterdir()) for split in SPLITS)
+    return all(
+        (root / split / classes[-1]).is_dir() and any((root / split / classes[-1]).iterdir()) for split in SPLITS
+    )
 
 
 def generate_synthetic_imagenet(root: str | os.PathLike, per_class: int = 1, seed: int = 0) -> Path:

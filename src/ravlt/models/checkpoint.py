@@ -166,7 +166,8 @@ def has_ema(checkpoint: Mapping) -> bool:
 
 def backbone_weights(weights: Mapping) -> dict[str, torch.Tensor]:
     """A detector's / segmentor's ``backbone.*`` weights without the prefix; other state dicts as they are."""
-    return _with_prefix(weights, BACKBONE_PREFIX) if any(k.startswith(BACKBONE_PREFIX) for k in weights) else dict(weights)
+    return (_with_prefix(weights, BACKBONE_PREFIX) if any(k.startswith(BACKBONE_PREFIX) for k in weights)
+            else dict(weights))
 
 
 def checkpoint_weights(checkpoint: Mapping | str | os.PathLike, use_ema: bool = False) -> dict[str, torch.Tensor]:

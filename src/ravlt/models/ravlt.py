@@ -379,7 +379,9 @@ class RAVLT(nn.Module):
             self.global_pool = global_pool
         self.num_classes = num_classes
         device = self.proj.weight.device
-        self.head = nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device) if num_classes > 0 else nn.Identity()
+        self.head = (
+            nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device) if num_classes > 0 else nn.Identity()
+        )
         self.head.apply(self._init_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,10 @@ def machine() -> str:
         model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
                       if ln.startswith("model name")), model)  # fmt: skip
     kernels = torch.backends.cpu.get_cpu_capability()
-    return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__} kernels {kernels}"
+    return (
+        f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__} kernels {kernels}"
+    )
 
 
 def run_changes(run: Run, inputs: Inputs, folder: Path) -> dict[str, list]:

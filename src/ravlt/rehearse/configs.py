@@ -33,4 +33,6 @@ def changed_keys(shipped: DictConfig, rehearsal: DictConfig) -> dict[str, list]:
     """``{key: [shipped value, rehearsal value]}`` for every resolved leaf that differs (``None`` where a
     key exists on one side only)."""
     before, after = (flatten(OmegaConf.to_container(c, resolve=True)) for c in (shipped, rehearsal))
-    return {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)}
+    return {
+        k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)
+    }

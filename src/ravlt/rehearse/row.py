@@ -137,7 +137,8 @@ def rehearse(run: Run, inputs: Inputs, workdir: Path, timeout: float, keep_check
         phase("resume", resume_from=first.checkpoint)
         second = read_phase(run.task, workdir / "resume", previous=first)
         check_resumed(run, first, second)
-        row.update(status="passed", s_per_iter=seconds_per_iteration(first, second), images_per_iter=first.images_per_iter,
+        row.update(status="passed", s_per_iter=seconds_per_iteration(first, second),
+                   images_per_iter=first.images_per_iter,
                    metrics={k: second.metrics[k] for k in run.family.metrics})  # fmt: skip
     except RehearsalError as e:
         row["error"] = str(e)

@@ -86,7 +86,9 @@ class Run:
         where = [f"dataset.root={dataset_root}", f"model.pretrained={pretrained}", f"output_dir={output_dir}"]
         return [o.format(size=self.size) for o in self.family.shipped] + where
 
-    def rehearsal(self, dataset_root: str, pretrained: str, output_dir: str, resume_from: str | None = None) -> list[str]:
+    def rehearsal(
+        self, dataset_root: str, pretrained: str, output_dir: str, resume_from: str | None = None
+    ) -> list[str]:
         """The rehearsal's command: the user's, the CPU's changes and the training length (``steps``; with
         ``resume_from``, as many more after resuming from that checkpoint)."""
         phase = 2 if resume_from else 1

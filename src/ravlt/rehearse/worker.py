@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from .configs import compose_config
 
-        run_task(compose_config(overrides(run, Inputs(args.inputs.absolute()), args.folder.absolute(), args.resume_from)))
+        run_task(
+            compose_config(overrides(run, Inputs(args.inputs.absolute()), args.folder.absolute(), args.resume_from))
+        )
     except Exception as e:  # the row fails with its first line; the traceback goes to the log
         traceback.print_exc()
         write_text_atomically(args.folder / ERROR_FILE, first_line(e) + "\n")

@@ -11,8 +11,8 @@ from omegaconf import DictConfig
 
 from ravlt.checks import check_hardware, check_model, check_ranges
 from ravlt.errors import ConfigError
-from ravlt.files import write_text_atomically
 from ravlt.extras import require_task_packages
+from ravlt.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,9 @@ def is_global_zero() -> bool:
 
 def write_metrics(metrics: dict, output_dir: str | os.PathLike) -> Path:
     """Print the final metrics and write them to ``<output_dir>/metrics.json`` atomically."""
-    clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, str)) else v) for k, v in metrics.items()}
+    clean = {
+        k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, str)) else v) for k, v in metrics.items()
+    }
     out = write_text_atomically(Path(output_dir) / "metrics.json", json.dumps(clean, indent=2, sort_keys=True) + "\n")
     width = max((len(k) for k in clean), default=0)
     print("Final metrics:")
