@@ -1,10 +1,11 @@
-"""What the detection and segmentation predictors share: the mmengine config of a checkpoint, strict
+"""What the detection and segmentation predictors share: their inputs, the mmengine config of a checkpoint, strict
 loading, the input as OpenMMLab expects it, and where the overlay goes."""
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from mmengine.config import Config
@@ -12,8 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
 
+from ravlt.data.images import read_image
 from ravlt.errors import ConfigError
-from ravlt.models.checkpoint import load_strictly, stored_weights
+from ravlt.models.checkpoint import load_strictly, read_checkpoint, stored_weights
+
+from .checkpoints import existing_file, require_task
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,23 @@ def config_from_group(cfg: DictConfig, group: str) -> Config:
     mm_cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight
     mm.set_model(mm_cfg, OmegaConf.merge(cfg.model, {"pretrained": None}))
     return mm_cfg
+
+
+class DenseInputs(NamedTuple):
+    path: Path  # the checkpoint's
+    image: Image.Image
+    checkpoint: Mapping
+    config: Config
+
+
+def dense_inputs(cfg: DictConfig, task: str, group: str) -> DenseInputs:
+    """What a dense predictor starts from: the checkpoint (one of a ``task`` run, else a one-line error), the
+    image and the model's config (the checkpoint's own, else the ``group``'s)."""
+    path = existing_file(cfg.checkpoint, "checkpoint")
+    image = read_image(cfg.image)
+    checkpoint = read_checkpoint(path)
+    require_task(checkpoint, task, path)
+    return DenseInputs(path, image, checkpoint, model_config(checkpoint, cfg, group))
 
 
 def model_config(checkpoint: Mapping, cfg: DictConfig, group: str) -> Config:

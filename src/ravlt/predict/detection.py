@@ -11,13 +11,10 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.dataset import Compose
 from omegaconf import DictConfig
 
-from ravlt.data.images import read_image
 from ravlt.files import atomic_path
 from ravlt.mm.loading import unwrapped
-from ravlt.models.checkpoint import read_checkpoint
 
-from .checkpoints import existing_file, require_task
-from .dense import bgr_array, dataset_meta, load_weights, model_config, overlay_path
+from .dense import bgr_array, dataset_meta, dense_inputs, load_weights, overlay_path
 
 SHOWN = 10  # detections listed on the console
 
@@ -31,11 +28,7 @@ def inference_pipeline(config) -> Compose:
 
 
 def predict(cfg: DictConfig) -> dict:
-    path = existing_file(cfg.checkpoint, "checkpoint")
-    image = read_image(cfg.image)
-    checkpoint = read_checkpoint(path)
-    require_task(checkpoint, "detection", path)
-    config = model_config(checkpoint, cfg, "detector")
+    path, image, checkpoint, config = dense_inputs(cfg, "detection", "detector")
     with warnings.catch_warnings(record=True) as caught:  # init_detector resets the filters itself
         model = init_detector(config, None, device=cfg.device)
     for w in caught:  # its "checkpoint is None" does not apply: the weights are loaded strictly below

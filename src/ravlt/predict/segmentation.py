@@ -8,12 +8,9 @@ from mmseg.utils import dataset_aliases, get_classes, get_palette
 from mmseg.visualization import SegLocalVisualizer
 from omegaconf import DictConfig
 
-from ravlt.data.images import read_image
 from ravlt.files import atomic_path
-from ravlt.models.checkpoint import read_checkpoint
 
-from .checkpoints import existing_file, require_task
-from .dense import bgr_array, dataset_meta, load_weights, model_config, overlay_path
+from .dense import bgr_array, dataset_meta, dense_inputs, load_weights, overlay_path
 
 SHOWN = 8  # classes listed on the console
 
@@ -32,11 +29,7 @@ def classes_and_palette(meta: dict, num_classes: int) -> tuple[list[str], list]:
 
 
 def predict(cfg: DictConfig) -> dict:
-    path = existing_file(cfg.checkpoint, "checkpoint")
-    image = read_image(cfg.image)
-    checkpoint = read_checkpoint(path)
-    require_task(checkpoint, "segmentation", path)
-    config = model_config(checkpoint, cfg, "segmentor")
+    path, image, checkpoint, config = dense_inputs(cfg, "segmentation", "segmentor")
     model = init_model(config, None, device=cfg.device)
     load_weights(model, checkpoint, path)
     classes, palette = classes_and_palette(dataset_meta(checkpoint), model.decode_head.num_classes)
