@@ -1,10 +1,10 @@
 """The other fast paths: torch.compile (real-arithmetic RoPE) and CUDA (bf16 autocast)."""
 import pytest
-import reference
 import timm
 import torch
 
 import ravlt  # noqa: F401
+import reference
 from ravlt.models import RALA, SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 

@@ -1,11 +1,11 @@
 """The fast RAVLT against the plain implementation in ``tests/reference.py``:
 same state dict -> same logits, features and gradients (1e-5 relative)."""
 import pytest
-import reference
 import timm
 import torch
 
 import ravlt  # noqa: F401
+import reference
 
 REL = 1e-5
 

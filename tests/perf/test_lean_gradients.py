@@ -2,11 +2,11 @@
 formulas of ``tests/reference.py``: same values and same gradients, float32 and float64; and that they keep
 what they promise to keep (a saved-bytes count, not a timing)."""
 import pytest
-import reference
 import timm
 import torch
 
 import ravlt  # noqa: F401
+import reference
 from ravlt.models import RALA, SoftmaxAttention
 from ravlt.models.ravlt import ConvFFN
 from ravlt.models.rope import RoPE2d
