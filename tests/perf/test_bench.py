@@ -62,6 +62,7 @@ def test_targets_read_the_rows():
         row("ravlt_s_llll", "eval b1 1024²", None, 4.2),
         row("ravlt_s_frozen", "eval b16 224²", None, 0.8),
         row("convnext_tiny_frozen", "eval b16 224²", None, 0.6),
+        row("ravlt_s_fused", "eval b16 224²", None, 0.8),
     ]
     checks = targets(rows, None)
 
@@ -69,13 +70,14 @@ def test_targets_read_the_rows():
         (check,) = [c for c in checks if text in c["what"]]
         return check
 
-    assert len(checks) == 7
+    assert len(checks) == 8
     assert find("inference b16 224²")["met"] is True and find("training step")["met"] is False
     assert abs(find("training peak memory")["value"] - 2000 / 1700) < 1e-9 and find("peak memory")["met"] is True
     assert abs(find("torch.compile")["value"] - 1.25) < 1e-9 and find("torch.compile")["met"] is True
     assert abs(find("1024² / 512²")["value"] - 4.2) < 1e-9
     assert abs(find("frozen (compile_frozen) / eager")["value"] - 1.25) < 1e-9
     assert abs(find("both frozen")["value"] - 0.75) < 1e-9 and find("both frozen")["met"] is None
+    assert abs(find("fused (RAVLT.fuse")["value"] - 1.25) < 1e-9
 
 
 @pytest.mark.slow

@@ -78,7 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CPU: this machine's instruction set (native), the AVX2-only class imitated through "
                    f"{' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())} (avx2), or each in turn (both)")
     p.add_argument("--dtype", choices=list(DTYPES), help="default: float32 on CPU, bfloat16 (autocast) on CUDA")
-    p.add_argument("--fuse", action="store_true", help="fold RAVLT's BatchNorms for inference (RAVLT.fuse)")
+    p.add_argument("--fuse", action="store_true",
+                   help="RAVLT inference after RAVLT.fuse(): BatchNorms folded, small maps' 1×1 weights packed")
     p.add_argument("--system-malloc", action="store_true",
                    help="let glibc return freed memory to the OS (by default it is kept, for every model alike: "
                    "see ravlt.tools.malloc)")

@@ -72,6 +72,10 @@ def targets(rows: list[dict], softmax_memory: dict | None) -> list[dict]:
         if frozen and frozen_base:
             what = f"ravlt_s / convnext_tiny img/s, both frozen (compile_frozen), {workload}"
             checks.append(_check(what, _speedup(frozen, frozen_base)))
+        fused = _row(rows, "ravlt_s_fused", workload)
+        if fused and row:
+            what = f"ravlt_s fused (RAVLT.fuse: BatchNorm folded, 1×1 weights packed) / eager img/s, {workload}"
+            checks.append(_check(what, _speedup(fused, row)))
         onnx = _row(rows, "ravlt_s_onnxruntime", workload)
         if onnx and row:
             checks.append(_check(f"ravlt_s onnxruntime / PyTorch eager img/s, {workload}", _speedup(onnx, row)))

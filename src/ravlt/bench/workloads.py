@@ -40,6 +40,7 @@ class ModelSpec:
     frozen: bool = False  # inference compiled with the weights frozen in (ravlt.tools.compile.compile_frozen)
     grad_checkpointing: bool = False  # timm's set_grad_checkpointing(): every block recomputed in backward
     runtime: str = "torch"  # or "onnxruntime": the model exported by ravlt.export, run on onnxruntime's CPU
+    fuse: bool = False  # RAVLT.fuse(): BatchNorm folded, 1×1 weights packed for oneDNN (inference)
 
     def build(self, size: int) -> nn.Module:
         return timm.create_model(self.timm_name, **self.kwargs, **({"img_size": size} if self.sized else {}))
@@ -57,6 +58,7 @@ MODELS = {
         ModelSpec("ravlt_s_compiled", "ravlt_s", groups=("eval", "train"), compile=True),
         ModelSpec("ravlt_s_frozen", "ravlt_s", groups=("eval", "sweep"), frozen=True),
         ModelSpec("ravlt_s_onnxruntime", "ravlt_s", groups=("eval", "sweep"), runtime="onnxruntime"),
+        ModelSpec("ravlt_s_fused", "ravlt_s", groups=("eval", "sweep"), fuse=True),
         ModelSpec("convnext_tiny", "convnext_tiny"),
         ModelSpec("convnext_tiny_frozen", "convnext_tiny", groups=("eval", "sweep"), frozen=True),
         ModelSpec("swin_tiny", "swin_tiny_patch4_window7_224", sized=True),
@@ -83,13 +85,13 @@ def applies(spec: ModelSpec, workload: Workload) -> bool:
 
 def prepare_model(spec: ModelSpec, workload: Workload, device: torch.device, fuse: bool = False) -> nn.Module:
     """A randomly initialised ``spec`` model for ``workload``: channels-last on CPU (every model gets
-    the layout that suits oneDNN), BatchNorm folded for RAVLT inference with ``fuse``."""
+    the layout that suits oneDNN), :meth:`RAVLT.fuse` for RAVLT inference with ``fuse`` (or the spec's)."""
     torch.manual_seed(0)
     train = workload.mode == "train"
     model = spec.build(workload.size).to(device).train(train)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    if fuse and not train and isinstance(model, RAVLT):
+    if (fuse or spec.fuse) and not train and isinstance(model, RAVLT):
         model.fuse()
     if spec.grad_checkpointing:
         model.set_grad_checkpointing(True)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .lean import Core, CoreSpec, GatedMix, lean_node_runs, needs_grad
+from .packed import PointwiseConv2d
 from .rope import rotate, rotation_table
 
 
@@ -145,9 +146,9 @@ class _GatedAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkvo = nn.Conv2d(dim, 4 * dim, 1)
+        self.qkvo = PointwiseConv2d(dim, 4 * dim)
         self.lepe = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.proj = nn.Conv2d(dim, dim, 1)
+        self.proj = PointwiseConv2d(dim, dim)
         self.use_alpha = False
         self.use_gate = True
         self.core_dtype = torch.float32

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import Function
 
+from .packed import pointwise_conv
+
 
 class CoreSpec(NamedTuple):
     """What an attention module's arithmetic depends on besides tensors; ``kind`` picks the core in
@@ -144,7 +146,7 @@ class GatedMix(Function):
             res, saved = CORES[spec.kind][0](*(split_heads(t, heads) for t in (q, k, v)), table, spec)
         split_heads(lepe, heads).add_(res)  # attention + LePE, in LePE's (channels-last) memory
         gated = (lepe * o if grad else lepe.mul_(o)) if spec.use_gate else lepe
-        return F.conv2d(gated, proj_w, proj_b), lepe, saved
+        return pointwise_conv(gated, proj_w, proj_b), lepe, saved
 
     @staticmethod
     def forward(ctx, qkvo, table, lepe_w, lepe_b, proj_w, proj_b, spec):
@@ -191,9 +193,9 @@ class ConvFFN(Function):
 
     @staticmethod
     def infer(x, w1, b1, w_dw, b_dw, w2, b2, grad: bool = False):
-        h = F.conv2d(x, w1, b1)
+        h = pointwise_conv(x, w1, b1)
         h = F.gelu(h) if grad else torch.ops.aten.gelu_(h)
-        return F.conv2d(F.conv2d(h, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=h.shape[1]), w2, b2)
+        return pointwise_conv(F.conv2d(h, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=h.shape[1]), w2, b2)
 
     @staticmethod
     def forward(ctx, x, w1, b1, w_dw, b_dw, w2, b2):

@@ -8,7 +8,8 @@ the model runs channels-last inside (1×1 convolutions become oneDNN GEMMs, Laye
 permute copies) and hands out ordinary contiguous NCHW tensors; the identity of ``x + DWConv(x)``
 is folded into the depth-wise kernel; LayerScale is folded into the output projections when training (into
 the residual's ``addcmul`` otherwise), DropPath and the residual add are one ``addcmul``; without autograd,
-intermediates are updated in place; :meth:`RAVLT.fuse` folds BatchNorm for inference.
+intermediates are updated in place; :meth:`RAVLT.fuse` prepares inference (BatchNorm folded, the 1×1
+weights of small maps packed for oneDNN: :mod:`ravlt.models.packed`).
 
 Training memory: attention and FFN each run as one autograd node of :mod:`ravlt.models.lean` that keeps
 little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, plain autograd 29.5).
@@ -26,9 +27,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from . import lean
+from . import lean, packed
 from .attention import ATTENTION_TYPES
 from .lean import lean_node_runs, needs_grad
+from .packed import PointwiseConv2d
 from .rope import RoPE2d
 
 
@@ -145,9 +147,9 @@ class ConvFFN(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden_dim, 1)
+        self.fc1 = PointwiseConv2d(dim, hidden_dim)
         self.dwconv = nn.Conv2d(hidden_dim, hidden_dim, 3, padding=1, groups=hidden_dim)
-        self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
+        self.fc2 = PointwiseConv2d(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor | None = None) -> torch.Tensor:
         """The FFN's output, times the per-channel ``gamma`` (LayerScale, folded into fc2) if given."""
@@ -331,10 +333,10 @@ class RAVLT(nn.Module):
             )
 
         if with_head:
-            self.proj = nn.Conv2d(embed_dims[-1], head_hidden_size, 1)
+            self.proj = PointwiseConv2d(embed_dims[-1], head_hidden_size)
             self.norm = nn.BatchNorm2d(head_hidden_size)
             self.act = nn.SiLU()
-            self.head = nn.Conv2d(head_hidden_size, num_classes, 1) if num_classes > 0 else nn.Identity()
+            self.head = PointwiseConv2d(head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         self.with_head = with_head
         self.apply(self._init_weights)
 
@@ -380,7 +382,7 @@ class RAVLT(nn.Module):
         self.num_classes = num_classes
         device = self.proj.weight.device
         self.head = (
-            nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device) if num_classes > 0 else nn.Identity()
+            PointwiseConv2d(self.head_hidden_size, num_classes, device=device) if num_classes > 0 else nn.Identity()
         )
         self.head.apply(self._init_weights)
 
@@ -443,7 +445,9 @@ class RAVLT(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> "RAVLT":
-        """Fold every BatchNorm (stem, downsampling, head) into the convolution before it, in place.
+        """Prepare for inference, in place: fold every BatchNorm (stem, downsampling, head) into the
+        convolution before it, and let the 1×1 convolutions of small maps run on weights packed once for
+        oneDNN on the CPU (:mod:`ravlt.models.packed`).
 
         For inference only: the BatchNorms become ``nn.Identity``, so the state dict no longer has the
         released layout and the model must not be trained afterwards. Load weights first, then fuse.
@@ -460,6 +464,7 @@ class RAVLT(nn.Module):
             if isinstance(bn, nn.BatchNorm2d):
                 setattr(parent, conv_name, fuse_conv_bn_eval(getattr(parent, conv_name), bn))
                 setattr(parent, bn_name, nn.Identity())
+        packed.pack(self)
         return self
 
     def load_pretrained(self, checkpoint_path: str, use_ema: bool = False) -> None:
