@@ -22,6 +22,10 @@ def copies(weight) -> dict:
     return packed._packed[weight][1]
 
 
+def pointwise_weights(model) -> set[str]:
+    return {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, packed.PointwiseConv2d)}
+
+
 def packed_names(model) -> set[str]:
     return {name for name, p in model.named_parameters() if p in packed._packed and copies(p)}
 
@@ -36,7 +40,7 @@ def plain_logits(model, x):
 
 
 def test_fuse_registers_every_pointwise_weight(model):
-    pointwise = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, packed.PointwiseConv2d)}
+    pointwise = pointwise_weights(model)
     assert len(pointwise) == 4 * sum(len(stage.blocks) for stage in model.layers) + 2  # qkvo, proj, fc1, fc2; head
     assert pointwise == {name for name, p in model.named_parameters() if p in packed._packed}
     assert not any(p in packed._packed for p in timm.create_model("ravlt_t").parameters())  # not without fuse()
@@ -54,8 +58,8 @@ def test_only_small_maps_are_packed(model):
     # batch 8 at 64²: stages 1–2 have 2048 and 512 rows (plain), stages 3–4 128 and 32, the head 8
     with torch.no_grad():
         model(torch.randn(8, 3, 64, 64))
-    pointwise = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, packed.PointwiseConv2d)}
-    assert packed_names(model) == {n for n in pointwise if n.startswith(("layers.2.", "layers.3.", "proj.", "head."))}
+    small = ("layers.2.", "layers.3.", "proj.", "head.")
+    assert packed_names(model) == {n for n in pointwise_weights(model) if n.startswith(small)}
 
 
 def test_weights_changed_in_place_are_packed_again(model):

@@ -33,17 +33,14 @@ _packed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> (version, {inp
 _NO_PADDING, _UNIT = [0, 0], [1, 1]
 
 
-def pack(module: nn.Module) -> int:
+def pack(module: nn.Module) -> None:
     """Let the 1×1 convolutions (:class:`PointwiseConv2d`) of ``module`` run on packed weights in
-    inference; returns how many weights that is (0 where torch has no oneDNN, or for inference tensors,
-    which have no version to check)."""
+    inference (not where torch has no oneDNN, nor for inference tensors, which have no version to check)."""
     if not AVAILABLE:
-        return 0
-    weights = [m.weight for m in module.modules() if isinstance(m, PointwiseConv2d) and not m.weight.is_inference()]
-    for weight in weights:
-        if weight not in _packed:
-            _packed[weight] = (weight._version, {})
-    return len(weights)
+        return
+    for m in module.modules():
+        if isinstance(m, PointwiseConv2d) and not m.weight.is_inference() and m.weight not in _packed:
+            _packed[m.weight] = (m.weight._version, {})
 
 
 def set_enabled(enabled: bool) -> None:
