@@ -11,7 +11,8 @@ through ``tests/reference.py``, in float32 and float64):
   ``attention + LePE``; its gradient for the projection is one channels-last tensor (autograd's
   ``chunk`` would concatenate four and then copy them into the layout the convolution wants).
 - :class:`ConvFFN`, the feed-forward ``fc2(h' + DWConv(h'))`` with ``h' = GELU(fc1(x))``. Keeps x and
-  ``fc1(x)``; GELU and the depth-wise convolution are recomputed.
+  ``fc1(x)``; GELU (:func:`gelu`, oneDNN's kernel on channels-last maps) and the depth-wise convolution are
+  recomputed.
 
 Each also has an ``infer`` path for when no gradient is needed: the same arithmetic in place.
 
@@ -80,6 +81,36 @@ def depthwise_weight_grad(grad: torch.Tensor, input: torch.Tensor, size: int) ->
     padded = F.pad(input, (pad,) * 4).contiguous().view(1, b * c, h + 2 * pad, w + 2 * pad)
     per_sample = F.conv2d(padded, grad.contiguous().view(b * c, 1, h, w), groups=b * c)
     return per_sample.view(b, c, size, size).sum(0).unsqueeze(1)
+
+
+def memory_order(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last (B, C, H, W) tensor as the contiguous (B, H, W, C) view of its memory; any other
+    tensor unchanged."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1)
+    return t
+
+
+def gelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """GELU without autograd (in place with ``inplace``). ATen hands GELU to oneDNN only for contiguous
+    tensors and runs its own kernel, up to 2× slower, on a channels-last map, so a channels-last map goes
+    in as the contiguous view of its memory (the README's Performance section)."""
+    view = x if compiling_or_tracing() else memory_order(x)
+    out = torch.ops.aten.gelu_(view) if inplace else F.gelu(view)
+    return x if inplace else out if view is x else out.permute(0, 3, 1, 2)
+
+
+def gelu_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """∂GELU(x) · grad, through oneDNN (see :func:`gelu`) when both are channels-last maps."""
+    g_view, x_view = (grad, x) if compiling_or_tracing() else (memory_order(grad), memory_order(x))
+    if (g_view is grad) != (x_view is x):
+        return torch.ops.aten.gelu_backward(grad, x)
+    out = torch.ops.aten.gelu_backward(g_view, x_view)
+    return out if x_view is x else out.permute(0, 3, 1, 2)
+
+
+def compiling_or_tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def write(out: torch.Tensor, op, *args) -> torch.Tensor:
@@ -194,13 +225,13 @@ class ConvFFN(Function):
     @staticmethod
     def infer(x, w1, b1, w_dw, b_dw, w2, b2, grad: bool = False):
         h = pointwise_conv(x, w1, b1)
-        h = F.gelu(h) if grad else torch.ops.aten.gelu_(h)
+        h = F.gelu(h) if grad else gelu(h, inplace=True)
         return pointwise_conv(F.conv2d(h, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=h.shape[1]), w2, b2)
 
     @staticmethod
     def forward(ctx, x, w1, b1, w_dw, b_dw, w2, b2):
         hidden = F.conv2d(x, w1, b1)
-        d = F.conv2d(F.gelu(hidden), w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
+        d = F.conv2d(gelu(hidden), w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
         ctx.autocast = autocast_state(x.device.type)
         ctx.save_for_backward(x, hidden, w1, w_dw, b_dw, w2)
         return F.conv2d(d, w2, b2)
@@ -210,13 +241,13 @@ class ConvFFN(Function):
         x, hidden, w1, w_dw, b_dw, w2 = ctx.saved_tensors
         needs = ctx.needs_input_grad
         with replay_autocast(ctx.autocast):
-            act = F.gelu(hidden)
+            act = gelu(hidden)
             d = F.conv2d(act, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
             g_d, g_w2, g_b2 = conv_backward(grad, d, w2, (True, needs[5], needs[6]))
             del d
             g_act, g_w_dw, g_b_dw = conv_backward(g_d, act, w_dw, (True, needs[3], needs[4]), hidden.shape[1])
             del act, g_d
-            g_hidden = torch.ops.aten.gelu_backward(g_act, hidden)
+            g_hidden = gelu_backward(g_act, hidden)
             del g_act
             g_x, g_w1, g_b1 = conv_backward(g_hidden, x, w1, (needs[0], needs[1], needs[2]))
         return g_x, g_w1, g_b1, g_w_dw, g_b_dw, g_w2, g_b2

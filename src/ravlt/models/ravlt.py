@@ -117,8 +117,9 @@ def add_residual(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = 
 
 @torch.fx.wrap
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """GELU, in place when autograd does not record ``x`` (a fresh intermediate)."""
-    return F.gelu(x) if needs_grad(x) else torch.ops.aten.gelu_(x)
+    """GELU, in place (:func:`ravlt.models.lean.gelu`) when autograd does not record ``x`` (a fresh
+    intermediate)."""
+    return F.gelu(x) if needs_grad(x) else lean.gelu(x, inplace=True)
 
 
 class GELU(nn.GELU):
