@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ravlt.bench.cli import main, parse_args, settle_cpu_diagnostics, softmax_attention_memory
-from ravlt.bench.report import targets
+from ravlt.bench.report import target_lines, targets
 from ravlt.bench.timing import peak_memory_mib
 from ravlt.models import RALA, SoftmaxAttention
 from ravlt.models.rope import RoPE2d
@@ -78,6 +78,17 @@ def test_targets_read_the_rows():
     assert abs(find("frozen (compile_frozen) / eager")["value"] - 1.25) < 1e-9
     assert abs(find("both frozen")["value"] - 0.75) < 1e-9 and find("both frozen")["met"] is None
     assert abs(find("fused (RAVLT.fuse")["value"] - 1.25) < 1e-9
+
+
+def test_a_missed_target_never_prints_as_its_limit():
+    def line(value, met, limit=">= 0.45"):
+        (text,) = target_lines([dict(what="ratio", value=value, limit=limit, met=met)])
+        return text
+
+    assert line(0.448, False) == "  [MISSED] ratio: 0.448 (target >= 0.45)"
+    assert line(0.47, True) == "  [met] ratio: 0.47 (target >= 0.45)"
+    assert line(1.0516, True, "<= 1.2") == "  [met] ratio: 1.05 (target <= 1.2)"
+    assert line(3.0, None, None) == "  [info] ratio: 3.00"
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -97,8 +98,15 @@ def target_lines(checks: list[dict]) -> list[str]:
     for t in checks:
         status = "info" if t["met"] is None else "met" if t["met"] else "MISSED"
         limit = f" (target {t['limit']})" if t["limit"] else ""
-        lines.append(f"  [{status}] {t['what']}: {t['value']:.2f}{limit}")
+        lines.append(f"  [{status}] {t['what']}: {shown_value(t['value'], t['limit'])}{limit}")
     return lines
+
+
+def shown_value(value: float, limit: str | None) -> str:
+    """Two decimals, or three where two would print the limit itself (0.448 against >= 0.45)."""
+    text = f"{value:.2f}"
+    bound = re.search(r"\d+(\.\d+)?", limit or "")
+    return f"{value:.3f}" if bound and float(text) == float(bound.group()) else text
 
 
 def _machine(meta: dict) -> str:
