@@ -1,13 +1,16 @@
 """The lean autograd nodes (``ravlt.models.lean``, RALA's own backward) against autograd through the plain
 formulas of ``tests/reference.py``: same values and same gradients, float32 and float64; and that they keep
 what they promise to keep (a saved-bytes count, not a timing)."""
+from collections import Counter
+
 import pytest
 import timm
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ravlt  # noqa: F401
 import reference
-from ravlt.models import RALA, SoftmaxAttention
+from ravlt.models import RALA, SoftmaxAttention, attention
 from ravlt.models.ravlt import ConvFFN
 from ravlt.models.rope import RoPE2d
 
@@ -145,13 +148,44 @@ def saved_feature_maps(block: torch.nn.Module, x: torch.Tensor, *args) -> float:
     return sum(n for n in storages.values() if n >= x.nbytes // 4) / x.nbytes
 
 
-@pytest.mark.parametrize("attn_type", ["l", "v"])
-def test_a_training_block_keeps_few_feature_maps(attn_type):
+@pytest.mark.parametrize(("attn_type", "maps"), [("l", 13.5), ("v", 14.5)])
+def test_a_training_block_keeps_few_feature_maps(attn_type, maps):
     """Plain autograd keeps 29.5 maps of the block's width (26.5 for a softmax block; q/k/v/o alone are 4,
     each of the FFN's hidden maps 3.5); the lean nodes keep the block input, the two LayerNorm inputs and
-    outputs, q/k/v/o, attention + LePE and the FFN's hidden map: 13.5."""
+    outputs, q/k/v/o, attention + LePE and the FFN's hidden map: 13.5, and a softmax block on the CPU also
+    the flash kernel's output (its backward reads it): 14.5."""
     model = timm.create_model("ravlt_t", attn_types=attn_type * 4).train()
     block, stage = model.layers[1].blocks[0], model.layers[1]
     x = torch.randn(4, 128, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
     sin, cos = stage.RoPE(32, 32)
-    assert saved_feature_maps(block, x, sin, cos) <= 13.5
+    assert saved_feature_maps(block, x, sin, cos) <= maps
+
+
+class OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format], ids=["channels-last", "nchw"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_softmax_backward_reuses_the_flash_kernels_forward(layout, dtype, monkeypatch):
+    """On the CPU a softmax block's backward runs the flash kernel's backward from its saved output and
+    log-sum-exp: one forward call of the kernel per training step (recomputing would make two), and the same
+    gradients as recomputing (an NCHW model, whose v rows are strided, recomputes through SDPA)."""
+    attn = randomise(SoftmaxAttention(32, 2), dtype)
+    sin, cos = RoPE2d(16).to(dtype)(5, 7)
+    x = torch.randn(3, 32, 5, 7, dtype=dtype).contiguous(memory_format=layout)
+    counter = OpCounter()
+    with counter:
+        fast = run(lambda t: attn(t, sin, cos), attn, x)
+    kernel = "_scaled_dot_product_flash_attention_for_cpu"
+    if layout == torch.channels_last:
+        assert (counter.calls[kernel], counter.calls[f"{kernel}_backward"]) == (1, 1)
+    monkeypatch.setattr(attention, "takes_cpu_flash", lambda *args: False)
+    recomputed = run(lambda t: attn(t, sin, cos), attn, x)
+    assert_same(fast, recomputed, dtype)

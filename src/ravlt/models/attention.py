@@ -13,7 +13,8 @@ The code is written for speed and training memory and keeps the numbers of the p
   which is kept anyway) and five small tensors, and recomputes φ and RoPE from them instead of keeping
   six full-size intermediates;
 - everything after the q/k/v/o projection runs in one autograd node (:class:`ravlt.models.lean.GatedMix`)
-  that keeps only the projection and ``attention + LePE``.
+  that keeps only the projection and ``attention + LePE`` (softmax attention on the CPU also the flash kernel's
+  output and log-sum-exp, so that its backward does not run the forward again).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lean import Core, CoreSpec, GatedMix, lean_node_runs, needs_grad
+from .lean import Core, CoreSpec, GatedMix, compiling_or_tracing, lean_node_runs, needs_grad
 from .packed import PointwiseConv2d
 from .rope import rotate, rotation_table
 
@@ -119,18 +120,50 @@ def rala_backward(q, k, v, table, spec: CoreSpec, saved, grad):
 
 def softmax_forward(q, k, v, table, spec: CoreSpec):
     """Softmax attention with RoPE on q and k, through the fused SDPA kernel (never an N×N tensor where a
-    memory-efficient kernel exists). Nothing saved: :func:`softmax_backward` recomputes."""
+    memory-efficient kernel exists). On the CPU it calls the flash kernel SDPA picks there itself and keeps its
+    output and log-sum-exp, from which :func:`softmax_backward` runs the kernel's backward; elsewhere nothing
+    is kept and the backward recomputes the forward."""
     dtype = table.real.dtype if table.is_complex() else table.dtype
     q = rotate(q.to(dtype), table).to(v.dtype)
     k = rotate(k.to(dtype), table).to(v.dtype)
+    if takes_cpu_flash(q, k, v):
+        out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[:2]
+        return out, (out, logsumexp)
     return F.scaled_dot_product_attention(q, k, v), ()
 
 
+def takes_cpu_flash(q, k, v) -> bool:
+    """Whether :func:`softmax_forward` calls the CPU flash kernel itself: where SDPA would pick it (CPU, a dtype
+    it has, rows of unit stride, flash not switched off), and not under torch.compile or tracing, which see SDPA."""
+    return (
+        not compiling_or_tracing()
+        and q.device.type == "cpu"
+        and q.dtype in CPU_FLASH_DTYPES
+        and torch.backends.cuda.flash_sdp_enabled()  # SDPA's switch for flash kernels on every device
+        and all(t.stride(-1) == 1 for t in (q, k, v))
+    )
+
+
+CPU_FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
 def softmax_backward(q, k, v, table, spec: CoreSpec, saved, grad):
-    with torch.enable_grad():
-        inputs = [t.detach().requires_grad_() for t in (q, k, v)]
-        out, _ = softmax_forward(*inputs, table, spec)
-        return torch.autograd.grad(out, inputs, grad)
+    """Gradients of :func:`softmax_forward`: from the flash kernel's saved output and log-sum-exp through its
+    backward (RoPE applied again, its transpose on the gradients), or by recomputing the forward under autograd."""
+    if not saved:
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_() for t in (q, k, v)]
+            out, _ = softmax_forward(*inputs, table, spec)
+            return torch.autograd.grad(out, inputs, grad)
+    out, logsumexp = saved
+    dtype = table.real.dtype if table.is_complex() else table.dtype
+    rope_q = rotate(q.to(dtype), table).to(v.dtype)
+    rope_k = rotate(k.to(dtype), table).to(v.dtype)
+    g_q, g_k, g_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        grad.to(v.dtype), rope_q, rope_k, v, out, logsumexp, 0.0, False
+    )
+    g_q, g_k = (rotate(g.to(dtype), table, inverse=True).to(t.dtype) for g, t in ((g_q, q), (g_k, k)))
+    return g_q, g_k, g_v
 
 
 class _GatedAttention(nn.Module):

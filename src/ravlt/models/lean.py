@@ -7,8 +7,8 @@ backward, with exactly the gradients of the plain formulas (``tests/perf`` compa
 through ``tests/reference.py``, in float32 and float64):
 
 - :class:`GatedMix`, everything after the q/k/v/o projection: LePE, the attention core (its own
-  backward: ``attention.py``), gate and output projection. Keeps the projection and
-  ``attention + LePE``; its gradient for the projection is one channels-last tensor (autograd's
+  backward: ``attention.py``), gate and output projection. Keeps the projection,
+  ``attention + LePE`` and what the core keeps; its gradient for the projection is one channels-last tensor (autograd's
   ``chunk`` would concatenate four and then copy them into the layout the convolution wants).
 - :class:`ConvFFN`, the feed-forward ``fc2(h' + DWConv(h'))`` with ``h' = GELU(fc1(x))``. Keeps x and
   ``fc1(x)``; GELU (:func:`gelu`, oneDNN's kernel on channels-last maps) and the depth-wise convolution are

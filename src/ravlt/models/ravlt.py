@@ -12,7 +12,8 @@ intermediates are updated in place; :meth:`RAVLT.fuse` prepares inference (Batch
 weights of small maps packed for oneDNN: :mod:`ravlt.models.packed`).
 
 Training memory: attention and FFN each run as one autograd node of :mod:`ravlt.models.lean` that keeps
-little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, plain autograd 29.5).
+little and recomputes the cheap rest in backward (a block keeps 13.5 maps of its width, a softmax block on the
+CPU 14.5; plain autograd 29.5).
 """
 from __future__ import annotations
 
