@@ -359,6 +359,18 @@ def test_mode_and_checkpoint_mistakes_are_config_errors(tmp_path, data_env):
 
 # --- W&B ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
+def finished_records(path: Path, timeout: float = 30.0) -> bytes:
+    """The bytes of a W&B transaction log once its writer has stopped: ``run.finish()`` can return while
+    wandb-core's writer is still flushing (seen under load: the header alone, the records a moment later)."""
+    deadline, size = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        size, previous = path.stat().st_size, size
+        if size == previous and size > 7:  # more than the 7-byte header, and no longer growing
+            break
+        time.sleep(0.5)
+    return path.read_bytes()
+
+
 def test_wandb_offline_run_has_config_params_metrics_and_labelled_val_images(
     tmp_path, make_image_folder, monkeypatch, capsys
 ):
@@ -374,7 +386,7 @@ def test_wandb_offline_run_has_config_params_metrics_and_labelled_val_images(
     assert len(hint) == 1
     run_dir = Path(hint[0].split("wandb sync", 1)[1].strip())
     assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out)
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()  # what `wandb sync` would upload
+    records = finished_records(next(run_dir.glob("run-*.wandb")))  # what `wandb sync` would upload
     for logged in (b"model/params", b"rand-m9-mstd0.5-inc1", b"val/top1", b"lr-AdamW", b"val/examples", b"pred "):
         assert logged in records, logged
     images = list((run_dir / "files" / "media" / "images" / "val").glob("examples_*.png"))
