@@ -7,18 +7,20 @@ backward, with exactly the gradients of the plain formulas (``tests/perf`` compa
 through ``tests/reference.py``, in float32 and float64):
 
 - :class:`GatedMix`, everything after the q/k/v/o projection: LePE, the attention core (its own
-  backward: ``attention.py``), gate and output projection. Keeps the projection,
-  ``attention + LePE`` and what the core keeps; its gradient for the projection is one channels-last tensor (autograd's
+  backward: ``attention.py``), gate and output projection. Keeps the projection, ``attention + LePE``
+  and what the core keeps; its gradient for the projection is one channels-last tensor (autograd's
   ``chunk`` would concatenate four and then copy them into the layout the convolution wants).
 - :class:`ConvFFN`, the feed-forward ``fc2(h' + DWConv(h'))`` with ``h' = GELU(fc1(x))``. Keeps x and
   ``fc1(x)``; GELU (:func:`gelu`, oneDNN's kernel on channels-last maps) and the depth-wise convolution are
   recomputed.
 
-Each also has an ``infer`` path for when no gradient is needed: the same arithmetic in place.
+Each also has an ``infer`` path for when no gradient is needed: the same arithmetic in place. (:class:`Gelu`
+only routes the stem's GELU through the same kernels as the FFN's; it keeps what autograd's would.)
 
 Under ``torch.compile`` Dynamo traces the nodes, backward included, and Inductor compiles their plan
-(:func:`lean_node_runs`); softmax attention's backward calls ``torch.autograd.grad``, which Dynamo does
-not trace, so its node steps aside there and Inductor decides what those blocks keep.
+(:func:`lean_node_runs`); softmax attention's backward recomputes its forward there through
+``torch.autograd.grad``, which Dynamo does not trace, so its node steps aside and Inductor decides what
+those blocks keep.
 """
 from __future__ import annotations
 
@@ -138,6 +140,20 @@ def autocast_state(device_type: str) -> tuple:
 def replay_autocast(state: tuple):
     device_type, enabled, dtype = state
     return torch.autocast(device_type, dtype=dtype, enabled=enabled)
+
+
+class Gelu(Function):
+    """GELU under autograd through :func:`gelu` and :func:`gelu_backward` (oneDNN's kernels on channels-last
+    maps); keeps its input, as autograd's own GELU does."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return gelu(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return gelu_backward(grad, ctx.saved_tensors[0])
 
 
 class Core(Function):

@@ -118,9 +118,11 @@ def add_residual(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = 
 
 @torch.fx.wrap
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """GELU, in place (:func:`ravlt.models.lean.gelu`) when autograd does not record ``x`` (a fresh
-    intermediate)."""
-    return F.gelu(x) if needs_grad(x) else lean.gelu(x, inplace=True)
+    """GELU through oneDNN's kernels on channels-last maps (:func:`ravlt.models.lean.gelu`): in place when
+    autograd does not record ``x`` (a fresh intermediate), else as :class:`ravlt.models.lean.Gelu` in eager mode."""
+    if not needs_grad(x):
+        return lean.gelu(x, inplace=True)
+    return F.gelu(x) if lean.compiling_or_tracing() else lean.Gelu.apply(x)  # the compiler fuses GELU itself
 
 
 class GELU(nn.GELU):
