@@ -358,7 +358,6 @@ def test_mode_and_checkpoint_mistakes_are_config_errors(tmp_path, data_env):
 
 
 # --- W&B ---------------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def finished_records(path: Path, timeout: float = 30.0) -> bytes:
     """The bytes of a W&B transaction log once its writer has stopped: ``run.finish()`` can return while
     wandb-core's writer is still flushing (seen under load: the header alone, the records a moment later)."""
@@ -371,6 +370,7 @@ def finished_records(path: Path, timeout: float = 30.0) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_has_config_params_metrics_and_labelled_val_images(
     tmp_path, make_image_folder, monkeypatch, capsys
 ):
