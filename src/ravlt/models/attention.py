@@ -45,6 +45,11 @@ def operands(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if dtype == torch.float32 else t.to(dtype)
 
 
+def real_dtype(table: torch.Tensor) -> torch.dtype:
+    """The real precision of a RoPE table from :func:`ravlt.models.rope.rotation_table` (complex or real pairs)."""
+    return table.real.dtype if table.is_complex() else table.dtype
+
+
 def rala_forward(q, k, v, table, spec: CoreSpec):
     """RALA per head (docs/method.md §2): (B, heads, N, d) q, k, v -> (result, what :func:`rala_backward`
     needs).
@@ -54,7 +59,7 @@ def rala_forward(q, k, v, table, spec: CoreSpec):
     ``k̄ = Σ_j w_j φ(k_j)``, result ``RoPE(φ(q_i)) kv / (φ(q_i)·k̄ + 1e-6)``.
     """
     scale, use_alpha = spec.scale, spec.use_alpha
-    dtype = table.real.dtype if table.is_complex() else table.dtype
+    dtype = real_dtype(table)
     phi_q, phi_k = phis = phi(torch.stack((q, k)).to(dtype))
     v = v.to(dtype)
     q_mean = None
@@ -118,14 +123,18 @@ def rala_backward(q, k, v, table, spec: CoreSpec, saved, grad):
     return g_phi_q, g_phi_k, g_v
 
 
+def rope_qk(q, k, v, table) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on q and k in the table's precision, returned in v's dtype (the attention kernel's operands)."""
+    dtype = real_dtype(table)
+    return rotate(q.to(dtype), table).to(v.dtype), rotate(k.to(dtype), table).to(v.dtype)
+
+
 def softmax_forward(q, k, v, table, spec: CoreSpec):
     """Softmax attention with RoPE on q and k, through the fused SDPA kernel (never an N×N tensor where a
     memory-efficient kernel exists). On the CPU it calls the flash kernel SDPA picks there itself and keeps its
     output and log-sum-exp, from which :func:`softmax_backward` runs the kernel's backward; elsewhere nothing
     is kept and the backward recomputes the forward."""
-    dtype = table.real.dtype if table.is_complex() else table.dtype
-    q = rotate(q.to(dtype), table).to(v.dtype)
-    k = rotate(k.to(dtype), table).to(v.dtype)
+    q, k = rope_qk(q, k, v, table)
     if takes_cpu_flash(q, k, v):
         out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[:2]
         return out, (out, logsumexp)
@@ -156,12 +165,10 @@ def softmax_backward(q, k, v, table, spec: CoreSpec, saved, grad):
             out, _ = softmax_forward(*inputs, table, spec)
             return torch.autograd.grad(out, inputs, grad)
     out, logsumexp = saved
-    dtype = table.real.dtype if table.is_complex() else table.dtype
-    rope_q = rotate(q.to(dtype), table).to(v.dtype)
-    rope_k = rotate(k.to(dtype), table).to(v.dtype)
     g_q, g_k, g_v = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-        grad.to(v.dtype), rope_q, rope_k, v, out, logsumexp, 0.0, False
+        grad.to(v.dtype), *rope_qk(q, k, v, table), v, out, logsumexp, 0.0, False
     )
+    dtype = real_dtype(table)
     g_q, g_k = (rotate(g.to(dtype), table, inverse=True).to(t.dtype) for g, t in ((g_q, q), (g_k, k)))
     return g_q, g_k, g_v
 
