@@ -76,8 +76,8 @@ def conv_backward(grad, input, weight, needs=(True, True, True), groups: int = 1
 def depthwise_weight_grad(grad: torch.Tensor, input: torch.Tensor, size: int) -> torch.Tensor:
     """∂weight of a stride-1 'same' depth-wise size × size convolution: one grouped convolution of the
     padded input with the gradient as its kernel (a group per sample and channel), summed over the batch.
-    On the CPU several times faster than oneDNN's weight gradient of a 5×5 depth-wise kernel (the README's
-    Performance section); slower for 3×3, which keeps oneDNN's."""
+    On the CPU 1.1–1.8× as fast as oneDNN's weight gradient of a 5×5 depth-wise kernel on the machines measured
+    (docs/performance.md); slower for 3×3, which keeps oneDNN's."""
     b, c, h, w = input.shape
     pad = size // 2
     padded = F.pad(input, (pad,) * 4).contiguous().view(1, b * c, h + 2 * pad, w + 2 * pad)
@@ -96,7 +96,7 @@ def memory_order(t: torch.Tensor) -> torch.Tensor:
 def gelu(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """GELU without autograd (in place with ``inplace``). ATen hands GELU to oneDNN only for contiguous
     tensors and runs its own kernel, up to 2× slower, on a channels-last map, so a channels-last map goes
-    in as the contiguous view of its memory (the README's Performance section)."""
+    in as the contiguous view of its memory (docs/performance.md)."""
     view = x if compiling_or_tracing() else memory_order(x)
     if inplace:
         torch.ops.aten.gelu_(view)

@@ -7,8 +7,8 @@ feature map has few pixels and the weight is large (stage 4 at batch 1, 224²: 4
 was given, :func:`pointwise_conv` keeps packed copies (one per input shape, the last two shapes) and
 reuses them — what Inductor's freezing does at compile time, here in eager mode; a new shape costs one
 reorder, what the plain call pays every time. Where the map has more rows the reorder is cheap beside the
-product and packing measured no faster, so those keep the plain call (the README's Performance section
-has the figures).
+product and packing measured no faster, so those keep the plain call (docs/performance.md has the
+figures).
 
 Opt-in, because a packed copy cannot see every change of its weight: in-place changes of the parameter
 itself (``load_state_dict``, optimizers) bump its version and the copy is packed again, but writes through

@@ -7,7 +7,7 @@ AOTAutograd traces each compiled training graph, the lean autograd nodes' forwar
 own plan was. For RAVLT-S (batch 16, 224², fp32, CPU) that peaked at 3033 MiB against eager's 1783. A budget
 below 1 makes it recompute the cheapest ops in backward until the kept activations fit that fraction of its
 default (0: as if the whole graph were checkpointed). The budget is an option, off by default: on the CPU it
-saved memory at some speed (the README's Performance section has both per budget).
+saved memory at some speed (docs/performance.md has both per budget).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def compile_frozen(model: nn.Module, dynamic: bool | None = False) -> Callable[.
     """``model`` (put in eval mode) compiled for inference with Inductor's freezing: its weights become
     constants of the graph, so Inductor folds BatchNorm, prepacks every convolution's and linear layer's
     weights for oneDNN and fuses the elementwise work around them (on the CPU, RAVLT-S b1 224² ran 1.3–1.55×
-    its eager speed; the README's Performance section). Calls run without autograd.
+    its eager speed; docs/performance.md). Calls run without autograd.
 
     The weights are read when a graph compiles, once per input shape (``dynamic=False``, the default: with
     dynamic shapes, torch 2.14's frozen convolutions failed a stride check on NCHW inputs): for new weights,
