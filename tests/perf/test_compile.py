@@ -8,6 +8,9 @@ import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounter
 
 import ravlt  # noqa: F401
+import reference
+from ravlt.models import RALA
+from ravlt.models.rope import RoPE2d
 from ravlt.tools.compile import compile_frozen
 
 
@@ -42,7 +45,40 @@ def test_training_graph_holds_the_lean_nodes():
     explanation = torch._dynamo.explain(loss_of(model))(torch.randn(2, 3, 64, 96))
     code = "\n".join(graph.code for graph in explanation.graphs)
     # 4 RALA attentions and all 12 FFNs; the 8 softmax attentions stay plain (their backward is not traceable)
-    assert code.count("autograd_function_apply(") == 4 + 12
+    # apart from their LePE convolution's node (its fast weight gradient)
+    assert code.count("autograd_function_apply(") == 4 + 12 + 8
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_rala_has_the_plain_gradients_and_copies_no_matrices(dtype):
+    """RALA's core under Inductor (its compile-only branches: RoPE on q and k apart, the rank-one updates as
+    broadcasting) against autograd through the plain formulas; and none of its matrix products copies its
+    operands matrix by matrix (with RoPE on the stacked q, k Inductor's layout made every one of them do so)."""
+    torch.manual_seed(0)
+    attn = RALA(32, 2).to(dtype)
+    sin, cos = RoPE2d(16).to(dtype)(8, 8)
+    x = torch.randn(2, 32, 8, 8, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weights = torch.linspace(-1, 2, x.numel(), dtype=dtype).view_as(x)
+
+    def grads(fn):
+        attn.zero_grad(set_to_none=True)
+        leaf = x.clone().requires_grad_()
+        (fn(leaf) * weights).sum().backward()
+        return [leaf.grad, *(p.grad for p in attn.parameters())]
+
+    compiled = torch.compile(lambda t: attn(t, sin, cos))
+    grads(compiled)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        got = grads(compiled)
+    want = grads(lambda t: reference.attention(attn, t, sin, cos))
+    for g, w in zip(got, want, strict=True):
+        assert (g - w).norm() <= (1e-4 if dtype == torch.float32 else 1e-10) * w.norm()
+    copies = [e.name for e in prof.events() if e.name in ("aten::clone", "aten::addmm_") and inside_a_product(e)]
+    assert not copies
+
+
+def inside_a_product(event) -> bool:
+    return event.cpu_parent is not None and event.cpu_parent.name in ("aten::bmm", "aten::baddbmm")
 
 
 def test_dynamic_sizes_compile_once():

@@ -92,6 +92,18 @@ def test_depthwise_conv_backward_equals_autograd(size, dtype):
         assert g.shape == w.shape and rel_err(g, w) < TOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depthwise_conv_node_gradients_equal_autograd(dtype):
+    """LePE's node (softmax blocks under torch.compile), on a strided slice as the projection hands it over."""
+    from ravlt.models.lean import DepthwiseConv
+
+    conv = randomise(torch.nn.Conv2d(8, 8, 5, padding=2, groups=8), dtype)
+    x = torch.randn(3, 32, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    fast = run(lambda t: DepthwiseConv.apply(t[:, 16:24], conv.weight, conv.bias), conv, x)
+    plain = run(lambda t: conv(t[:, 16:24]), conv, x)
+    assert_same(fast, plain, dtype)
+
+
 def test_rala_core_gradients_equal_the_plain_formulas_float64():
     """The core alone (``attn.mix``), strided q/k/v views of one projection as in the model."""
     attn = RALA(32, 2).double()

@@ -50,6 +50,15 @@ def real_dtype(table: torch.Tensor) -> torch.dtype:
     return table.real.dtype if table.is_complex() else table.dtype
 
 
+def rotate_each(pair: torch.Tensor, table: torch.Tensor, inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on both halves of a stacked (q-side, k-side) pair: one kernel in eager mode. Under torch.compile each
+    half on its own: Inductor copied the halves of a stacked result into buffers with batch × heads innermost,
+    which every matrix product then copied again, matrix by matrix (docs/performance.md)."""
+    if torch.compiler.is_compiling():
+        return rotate(pair[0], table, inverse), rotate(pair[1], table, inverse)
+    return rotate(pair, table, inverse).unbind(0)
+
+
 def rala_forward(q, k, v, table, spec: CoreSpec):
     """RALA per head (docs/method.md §2): (B, heads, N, d) q, k, v -> (result, what :func:`rala_backward`
     needs).
@@ -73,7 +82,7 @@ def rala_forward(q, k, v, table, spec: CoreSpec):
         k_mean = phi_k.mean(dim=-2, keepdim=True)
         v = v / v.shape[-2]
     denom = (phi_q * k_mean).sum(-1, keepdim=True).add_(1e-6)  # (B, h, N, 1)
-    rope_q, rope_k = rotate(phis, table).unbind(0)
+    rope_q, rope_k = rotate_each(phis, table)
     kv = operands(rope_k, spec.core_dtype).transpose(-1, -2) @ operands(v, spec.core_dtype)  # (B, h, d, d)
     out = (operands(rope_q, spec.core_dtype) @ kv).to(dtype).div_(denom)
     return out, (weights, q_mean, k_mean, denom, kv)
@@ -92,7 +101,7 @@ def rala_backward(q, k, v, table, spec: CoreSpec, saved, grad):
     n = q.shape[-2]
     phis = phi(torch.stack((q, k)).to(dtype))
     phi_q, phi_k = phis
-    rope_q, rope_k = rotate(phis, table).unbind(0)
+    rope_q, rope_k = rotate_each(phis, table)
     v = v.to(dtype)
     v_w = weights * v if use_alpha else v / n
 
@@ -103,23 +112,31 @@ def rala_backward(q, k, v, table, spec: CoreSpec, saved, grad):
     torch.matmul(v_w, g_kv.transpose(-1, -2), out=g_rope[1])
     g_denom = (rope_q * g_rope[0]).sum(-1, keepdim=True).div_(denom).neg_()  # (B, h, N, 1)
     g_v_w = rope_k @ g_kv
-    g_phi_q, g_phi_k = g_phis = rotate(g_rope, table, inverse=True)  # RoPE is orthogonal: its transpose rotates back
+    g_phi_q, g_phi_k = rotate_each(g_rope, table, inverse=True)  # RoPE is orthogonal: its transpose rotates back
     g_k_mean = g_denom.transpose(-1, -2) @ phi_q  # (B, h, 1, d)
     if use_alpha:
         g_v = weights * g_v_w
         g_weights = (phi_k @ g_k_mean.transpose(-1, -2)).add_((g_v_w * v).sum(-1, keepdim=True))  # (B, h, N, 1)
         g_logits = weights * (g_weights - (weights * g_weights).sum(-2, keepdim=True))
         g_q_mean = scale * (g_logits.transpose(-1, -2) @ phi_k)
-        # rank-one updates in one pass each: φk += α ⊗ ∂k̄ + ∂logits ⊗ scale·q̄, φq += ∂denom ⊗ k̄ + 1 ⊗ ∂q̄/N
-        g_phi_k.flatten(0, 1).baddbmm_(torch.cat((weights, g_logits), -1).flatten(0, 1),
-                                       torch.cat((g_k_mean, scale * q_mean), -2).flatten(0, 1))
-        g_phi_q.flatten(0, 1).baddbmm_(torch.cat((g_denom, torch.ones_like(g_denom)), -1).flatten(0, 1),
-                                       torch.cat((k_mean, g_q_mean / n), -2).flatten(0, 1))
+        # rank-one updates: φk += α ⊗ ∂k̄ + ∂logits ⊗ scale·q̄, φq += ∂denom ⊗ k̄ + 1 ⊗ ∂q̄/N; in eager mode one
+        # batched product each (one pass), under torch.compile broadcasting, which Inductor fuses (its batched
+        # products of these operands copied them matrix by matrix)
+        if torch.compiler.is_compiling():
+            g_phi_k += weights * g_k_mean + g_logits * (scale * q_mean)
+            g_phi_q += g_denom * k_mean + g_q_mean / n
+        else:
+            g_phi_k.flatten(0, 1).baddbmm_(torch.cat((weights, g_logits), -1).flatten(0, 1),
+                                           torch.cat((g_k_mean, scale * q_mean), -2).flatten(0, 1))
+            g_phi_q.flatten(0, 1).baddbmm_(torch.cat((g_denom, torch.ones_like(g_denom)), -1).flatten(0, 1),
+                                           torch.cat((k_mean, g_q_mean / n), -2).flatten(0, 1))
     else:
         g_v = g_v_w / n
         g_phi_k += g_k_mean / n
         g_phi_q.addcmul_(g_denom, k_mean)
-    g_phis.mul_(phis.clamp_max_(1.0))  # φ'(t) = 1 for t > 0, e^t = φ(t) otherwise
+    d_phi_q, d_phi_k = phis.clamp_max_(1.0)  # φ'(t) = 1 for t > 0, e^t = φ(t) otherwise
+    g_phi_q.mul_(d_phi_q)
+    g_phi_k.mul_(d_phi_k)
     return g_phi_q, g_phi_k, g_v
 
 

@@ -20,7 +20,7 @@ only routes the stem's GELU through the same kernels as the FFN's; it keeps what
 Under ``torch.compile`` Dynamo traces the nodes, backward included, and Inductor compiles their plan
 (:func:`lean_node_runs`); softmax attention's backward recomputes its forward there through
 ``torch.autograd.grad``, which Dynamo does not trace, so its node steps aside and Inductor decides what
-those blocks keep.
+those blocks keep; their LePE still takes the fast weight gradient (:class:`DepthwiseConv`).
 """
 from __future__ import annotations
 
@@ -156,6 +156,30 @@ class Gelu(Function):
         return gelu_backward(grad, ctx.saved_tensors[0])
 
 
+class DepthwiseConv(Function):
+    """A stride-1 'same' depth-wise convolution under autograd, backward through :func:`conv_backward` (its
+    5×5 weight gradient is :func:`depthwise_weight_grad`); keeps what autograd's would. LePE of the blocks
+    whose :class:`GatedMix` steps aside under torch.compile, which would otherwise get oneDNN's slower weight
+    gradient there (docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return conv_backward(grad, x, weight, ctx.needs_input_grad, x.shape[1])
+
+
+def depthwise_conv(x, weight, bias) -> torch.Tensor:
+    """LePE's convolution: through :class:`DepthwiseConv` where autograd records it and a lean node may run."""
+    if needs_grad(x, weight, bias) and lean_node_runs():
+        return DepthwiseConv.apply(x, weight, bias)
+    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+
+
 class Core(Function):
     """The attention core alone, (B, heads, N, d) q, k, v -> (B, heads, N, d): ``attention.CORES[kind]``."""
 
@@ -189,7 +213,7 @@ class GatedMix(Function):
 
         heads = spec.heads
         q, k, v, o = qkvo.chunk(4, dim=1)
-        lepe = F.conv2d(v, lepe_w, lepe_b, padding=lepe_w.shape[-1] // 2, groups=v.shape[1])
+        lepe = depthwise_conv(v, lepe_w, lepe_b)
         with torch.autocast(qkvo.device.type, enabled=False):  # the core picks its own precision
             res, saved = CORES[spec.kind][0](*(split_heads(t, heads) for t in (q, k, v)), table, spec)
         split_heads(lepe, heads).add_(res)  # attention + LePE, in LePE's (channels-last) memory
