@@ -156,6 +156,11 @@ class Gelu(Function):
         return gelu_backward(grad, ctx.saved_tensors[0])
 
 
+def depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A stride-1 'same' depth-wise convolution (one group per channel of ``x``)."""
+    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+
+
 class DepthwiseConv(Function):
     """A stride-1 'same' depth-wise convolution under autograd, backward through :func:`conv_backward` (its
     5×5 weight gradient is :func:`depthwise_weight_grad`); keeps what autograd's would. LePE of the blocks
@@ -165,7 +170,7 @@ class DepthwiseConv(Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+        return depthwise(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -177,7 +182,7 @@ def depthwise_conv(x, weight, bias) -> torch.Tensor:
     """LePE's convolution: through :class:`DepthwiseConv` where autograd records it and a lean node may run."""
     if needs_grad(x, weight, bias) and lean_node_runs():
         return DepthwiseConv.apply(x, weight, bias)
-    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+    return depthwise(x, weight, bias)
 
 
 class Core(Function):
@@ -267,12 +272,12 @@ class ConvFFN(Function):
     def infer(x, w1, b1, w_dw, b_dw, w2, b2, grad: bool = False):
         h = pointwise_conv(x, w1, b1)
         h = F.gelu(h) if grad else gelu(h, inplace=True)
-        return pointwise_conv(F.conv2d(h, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=h.shape[1]), w2, b2)
+        return pointwise_conv(depthwise(h, w_dw, b_dw), w2, b2)
 
     @staticmethod
     def forward(ctx, x, w1, b1, w_dw, b_dw, w2, b2):
         hidden = F.conv2d(x, w1, b1)
-        d = F.conv2d(gelu(hidden), w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
+        d = depthwise(gelu(hidden), w_dw, b_dw)
         ctx.autocast = autocast_state(x.device.type)
         ctx.save_for_backward(x, hidden, w1, w_dw, b_dw, w2)
         return F.conv2d(d, w2, b2)
@@ -283,7 +288,7 @@ class ConvFFN(Function):
         needs = ctx.needs_input_grad
         with replay_autocast(ctx.autocast):
             act = gelu(hidden)
-            d = F.conv2d(act, w_dw, b_dw, padding=w_dw.shape[-1] // 2, groups=hidden.shape[1])
+            d = depthwise(act, w_dw, b_dw)
             g_d, g_w2, g_b2 = conv_backward(grad, d, w2, (True, needs[5], needs[6]))
             del d
             g_act, g_w_dw, g_b_dw = conv_backward(g_d, act, w_dw, (True, needs[3], needs[4]), hidden.shape[1])

@@ -87,7 +87,7 @@ def with_identity(weight: torch.Tensor) -> torch.Tensor:
 @torch.fx.wrap
 def depthwise_plus_identity(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``x + conv(x)`` for a stride-1 'same' depth-wise conv, in one pass."""
-    return F.conv2d(x, with_identity(weight), bias, padding=weight.shape[-1] // 2, groups=x.shape[1])
+    return lean.depthwise(x, with_identity(weight), bias)
 
 
 def drop_scale(drop_path: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
