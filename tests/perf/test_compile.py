@@ -1,6 +1,10 @@
 """torch.compile of the whole model: no graph breaks (inference and training), one graph for every image
 size with ``dynamic=True`` (detection-style inputs), Inductor's logits and gradients equal eager's, and
 inference compiled with the weights frozen in (``compile_frozen``)."""
+import os
+import subprocess
+import sys
+
 import pytest
 import timm
 import torch
@@ -9,6 +13,7 @@ from torch._dynamo.testing import CompileCounter
 
 import ravlt  # noqa: F401
 import reference
+from ravlt.bench.cli import AVX2_ENV
 from ravlt.models import RALA
 from ravlt.models.rope import RoPE2d
 from ravlt.tools.compile import compile_frozen
@@ -132,3 +137,31 @@ def test_compile_frozen_gives_eager_logits_with_the_weights_folded_in():
             p.mul_(0.5)
         changed = model(x)
         assert (frozen(x) - changed).abs().max() > 0.01 * changed.abs().max()
+
+
+COMPILE_IN_A_FRESH_PROCESS = """
+import timm, torch
+import ravlt
+from ravlt.tools.compile import inductor_cache_per_cpu_capability
+inductor_cache_per_cpu_capability()  # as every compiling entry point of the package does
+torch.manual_seed(0)
+model = timm.create_model("ravlt_t", num_classes=10, depths=(1, 1, 1, 1)).eval()
+x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+with torch.no_grad():
+    print(torch.backends.cpu.get_cpu_capability(), (torch.compile(model)(x) - model(x)).abs().max().item())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512", reason="needs a CPU with AVX-512")
+def test_cpu_classes_never_share_compiled_kernels(tmp_path):
+    """The bench's two CPU classes compile in turn on one machine: the imitated AVX2 class must not load the
+    AVX-512 class's cached kernels (Inductor's cache key leaves the capability out; they computed NaN)."""
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    for cpu_class in ("AVX512", "AVX2"):
+        run_env = {**env, **(AVX2_ENV if cpu_class == "AVX2" else {})}
+        out = subprocess.run([sys.executable, "-c", COMPILE_IN_A_FRESH_PROCESS], env=run_env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        assert out[0] == cpu_class
+        assert float(out[1]) < 1e-4, f"{cpu_class}: compiled logits differ from eager by {out[1]}"
+    assert {p.name for p in tmp_path.iterdir()} == {"avx512", "avx2"}

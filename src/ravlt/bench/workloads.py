@@ -14,7 +14,7 @@ from torch import nn
 
 import ravlt  # noqa: F401  (registers the RAVLT models with timm)
 from ravlt.models import RAVLT
-from ravlt.tools.compile import activation_memory_budget, compile_frozen
+from ravlt.tools.compile import activation_memory_budget, compile_frozen, inductor_cache_per_cpu_capability
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,11 @@ def make_step(
         if train:
             raise ValueError("a frozen model has no training step")
         forward = compile_frozen(model, dynamic=False)
+    elif compile_model:
+        inductor_cache_per_cpu_capability()
+        forward = torch.compile(model, dynamic=False)
     else:
-        forward = torch.compile(model, dynamic=False) if compile_model else model
+        forward = model
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     x = torch.randn(workload.batch, 3, workload.size, workload.size, device=device).contiguous(
         memory_format=memory_format

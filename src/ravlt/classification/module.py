@@ -21,7 +21,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 import ravlt.models  # noqa: F401  (registers the RAVLT models with timm)
-from ravlt.tools.compile import activation_memory_budget, checked_budget
+from ravlt.tools.compile import activation_memory_budget, checked_budget, inductor_cache_per_cpu_capability
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class ImageClassifier(L.LightningModule):
             self.model_ema.requires_grad_(False)  # updated by averaging only; DDP must not wait for its gradients
         self.compile_memory_budget = checked_budget(compile_memory_budget) if compile else None
         if compile:
+            inductor_cache_per_cpu_capability()
             self.model.compile()  # in place: the state-dict keys stay those of the plain model
         self.flops_per_batch: int | None = None  # read by Lightning's ThroughputMonitor
         self.val_metrics = accuracy_metrics(num_classes, "val/")

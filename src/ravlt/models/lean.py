@@ -75,14 +75,25 @@ def conv_backward(grad, input, weight, needs=(True, True, True), groups: int = 1
 
 def depthwise_weight_grad(grad: torch.Tensor, input: torch.Tensor, size: int) -> torch.Tensor:
     """∂weight of a stride-1 'same' depth-wise size × size convolution: one grouped convolution of the
-    padded input with the gradient as its kernel (a group per sample and channel), summed over the batch.
-    On the CPU 1.1–1.8× as fast as oneDNN's weight gradient of a 5×5 depth-wise kernel on the machines measured
-    (docs/performance.md); slower for 3×3, which keeps oneDNN's."""
+    input, zero-padded by the convolution itself, with the gradient as its kernel (a group per sample and
+    channel), summed over the batch. On the CPU 1.1–1.8× as fast as oneDNN's weight gradient of a 5×5 depth-wise
+    kernel on the machines measured (docs/performance.md); slower for 3×3, which keeps oneDNN's."""
     b, c, h, w = input.shape
-    pad = size // 2
-    padded = F.pad(input, (pad,) * 4).contiguous().view(1, b * c, h + 2 * pad, w + 2 * pad)
-    per_sample = F.conv2d(padded, grad.contiguous().view(b * c, 1, h, w), groups=b * c)
+    per_sample = F.conv2d(
+        grouped_by_sample(input), grad.contiguous().view(b * c, 1, h, w), padding=size // 2, groups=b * c
+    )
     return per_sample.view(b, c, size, size).sum(0).unsqueeze(1)
+
+
+def grouped_by_sample(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) as (1, B·C, H, W), one channel per sample and channel: contiguous in eager mode (the
+    layout oneDNN's grouped convolution is fastest in), channels-last under torch.compile, whose layout
+    optimisation turns a convolution's input channels-last anyway; from a channels-last map (or a channel slice
+    of one) that is one copy moving whole pixel rows instead of a transposition and back."""
+    b, c, h, w = x.shape
+    if torch.compiler.is_compiling():
+        return x.permute(2, 3, 0, 1).contiguous().view(h, w, b * c).permute(2, 0, 1).unsqueeze(0)
+    return x.contiguous().view(1, b * c, h, w)
 
 
 def memory_order(t: torch.Tensor) -> torch.Tensor:

@@ -8,16 +8,34 @@ own plan was. For RAVLT-S (batch 16, 224², fp32, CPU) that peaked at 3033 MiB a
 below 1 makes it recompute the cheapest ops in backward until the kept activations fit that fraction of its
 default (0: as if the whole graph were checkpointed). The budget is an option, off by default: on the CPU it
 saved memory at some speed (docs/performance.md has both per budget).
+
+Every compiling entry point of the package first calls :func:`inductor_cache_per_cpu_capability`.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
 import torch
 import torch._functorch.config
 import torch._inductor.config
 from torch import nn
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+
+def inductor_cache_per_cpu_capability() -> str:
+    """Points Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``)
+    at a subdirectory named after the CPU capability ATen runs (``avx512``, ``avx2``, ...) and returns it.
+
+    Inductor writes its C++ kernels for that capability (``ATEN_CPU_CAPABILITY`` sets it, as the bench's
+    imitated AVX2 class does), but torch 2.14's cache key leaves it out: a process reusing the other class's
+    kernels computed NaN (AVX2 process, AVX-512 kernels) or corrupted its heap (the reverse)."""
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    if os.path.basename(os.path.normpath(base)) != capability:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, capability)
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
 def checked_budget(budget: float | None) -> float | None:
@@ -49,6 +67,7 @@ def compile_frozen(model: nn.Module, dynamic: bool | None = False) -> Callable[.
     compile afresh (weights changed in place afterwards are seen only in part). Dynamo decides while
     tracing whether the weights are graph inputs or constants, so every call runs with ``freezing`` on, not
     only Inductor's compilation (``torch.compile(options={"freezing": True})`` alone leaves them inputs)."""
+    inductor_cache_per_cpu_capability()
     compiled = torch.compile(model.eval(), dynamic=dynamic)
 
     def run(*args, **kwargs):
