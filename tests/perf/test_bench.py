@@ -180,12 +180,12 @@ def test_compile_memory_budget_option_is_recorded_and_checked(tmp_path, capsys):
     assert stop.value.code == 2 and "--compile-memory-budget" in capsys.readouterr().err
 
 
-def test_profiled_ops_fall_into_their_kinds_forward_and_backward():
-    """``--ops``: each kind of layer, run forward and backward under the profiler, lands in its own kind and
-    in no other (besides 'other', which gets the loss and autograd's own work)."""
+def test_timed_ops_fall_into_their_kinds_forward_and_backward():
+    """``--ops``: each kind of layer, run forward and backward or in inference under the op timer, lands in its own
+    kind and in no other (besides 'other', which gets the loss and autograd's own ops, and 'outside ops')."""
     import torch.nn.functional as F
 
-    from ravlt.bench.ops import KINDS, kind_times
+    from ravlt.bench.ops import KINDS, step_times
 
     def leaf(*shape):
         return torch.randn(*shape).requires_grad_()
@@ -199,24 +199,58 @@ def test_profiled_ops_fall_into_their_kinds_forward_and_backward():
         "depth-wise": [lambda: F.conv2d(x, leaf(8, 1, 5, 5), padding=2, groups=8)],
         "attention": [lambda: F.scaled_dot_product_attention(q, k, v), lambda: q @ k.transpose(-1, -2)],
     }
+
+    def training(forward):
+        forward().sum().backward()
+
+    def inference(forward):  # ops such as linear and matmul reach the timer undecomposed
+        with torch.inference_mode():
+            forward()
+
     for kind, forwards in layers.items():
         for forward in forwards:
-            ms = kind_times(lambda forward=forward: forward().sum().backward())
-            assert set(ms) == set(KINDS) and ms[kind] > 0, (kind, ms)
-            assert all(ms[other] == 0 for other in KINDS if other not in (kind, "other")), (kind, ms)
+            for mode in (training, inference):
+                ms = step_times(lambda mode=mode, forward=forward: mode(forward)).ms
+                assert set(ms) == set(KINDS) and ms[kind] > 0, (kind, mode.__name__, ms)
+                assert all(ms[other] == 0 for other in KINDS if other not in (kind, "other", "outside ops")), (
+                    kind, mode.__name__, ms)
+            assert "sum" in step_times(lambda forward=forward: training(forward)).other_ops  # the loss
+
+
+def test_time_outside_the_ops_is_not_any_ops():
+    """Each op's own time, not the step's: a step that spends 50 ms in Python beside a small convolution has
+    that time in 'outside ops' and a fraction of it in the convolution's kind."""
+    import time
+
+    import torch.nn.functional as F
+
+    from ravlt.bench.ops import step_times
+
+    x, weight = torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3)
+
+    def step():
+        time.sleep(0.05)
+        F.conv2d(x, weight, padding=1)
+
+    ms = step_times(step).ms
+    assert ms["outside ops"] >= 45 and 0 < ms["dense conv"] < 10, ms
 
 
 def test_ops_breakdown_from_a_quick_run(tmp_path, capsys):
     main(["--quick", "--cpu-class", "native", "--models", "ravlt_t", "--workloads", "eval", "train", "--repeats", "1",
           "--min-seconds", "0", "--no-memory", "--no-flops", "--ops", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
-    assert "| train b2 64² | depth-wise conv |" in printed and "with RAVLT-S's 'other' free" in printed
+    assert "| train b2 64² | depth-wise conv |" in printed
+    assert "with RAVLT-S's 'other' and 'outside ops' free" in printed
+    assert "  eval b2 64², ravlt_s: " in printed  # the largest ops of 'other'
     ops = json.loads((tmp_path / "bench.json").read_text())["ops"]
     rows = {(r["model"], r["workload"]): r for r in ops["rows"]}
     assert rows.keys() == {(m, w) for m in ("ravlt_s", "convnext_tiny") for w in ("eval b2 64²", "train b2 64²")}
     for (model, _), row in rows.items():
         assert row["total_ms"] == pytest.approx(sum(row["ms"].values()))
         assert row["ms"]["pointwise"] > 0 and row["ms"]["depth-wise"] > 0 and row["ms"]["other"] > 0
+        assert 0 < sum(row["other_ops"].values()) <= row["ms"]["other"] + 1e-9
+        assert row["faults"] >= 0 and row["system_ms"] >= 0
         assert (row["ms"]["attention"] > 0) == (model == "ravlt_s")  # ConvNeXt has no attention
     for s in ops["summary"]:
         ravlt, base = rows["ravlt_s", s["workload"]], rows["convnext_tiny", s["workload"]]

@@ -53,7 +53,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 CPU_CLASSES = ("native", "avx2")
 SGEMM_N = 2048
-OPS_ROUNDS = 3  # profiled steps per model and workload for --ops (a profile needs fewer than a timing)
+OPS_ROUNDS = 3  # op-timed steps per model and workload for --ops (a breakdown needs fewer than a timing)
 
 
 def memory_budget(text: str) -> float | None:
@@ -93,8 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also time each stage of ravlt_s and convnext_tiny in inference beside its arithmetic "
                    "(CPU: where the time goes)")
     p.add_argument("--ops", action="store_true",
-                   help="also profile RAVLT-S and convnext_tiny at the eval size (the chosen workloads) and share "
-                   f"their time out by kind of operation, {OPS_ROUNDS} interleaved steps at most "
+                   help="also time each op of RAVLT-S and convnext_tiny at the eval size (the chosen workloads) and "
+                   f"share their time out by kind of operation, {OPS_ROUNDS} interleaved steps at most "
                    "(CPU: ravlt.bench.ops)")
     p.add_argument("--free-rala-core", action="store_true",
                    help="what-if: RALA's core (phi, RoPE, alpha, its two products, the normaliser) returns zeros "

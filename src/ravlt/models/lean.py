@@ -93,6 +93,11 @@ def grouped_by_sample(x: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     if torch.compiler.is_compiling():
         return x.permute(2, 3, 0, 1).contiguous().view(h, w, b * c).permute(2, 0, 1).unsqueeze(0)
+    if x.stride(1) == 1 and not x.is_contiguous():
+        # a channel slice of a channels-last map (LePE's v) is made dense before it is transposed: transposed
+        # directly, each element read costs a cache line, and a sample's slice that outgrows the cache (stage 1 of
+        # RAVLT-S at b16, 224²) was read from memory several times (3× slower; docs/performance.md)
+        x = x.contiguous(memory_format=torch.channels_last)
     return x.contiguous().view(1, b * c, h, w)
 
 
