@@ -28,8 +28,35 @@ def test_bench_quick_run_writes_table_json_and_plot(tmp_path, capsys):
         assert row["gflop_per_img"] > 0 and 0 < row["sgemm_fraction"]
         if row["model"] == "convnext_tiny":
             assert row["ratio"] == 1.0
-    assert saved["sgemm_gflops"] > 0
+        assert len(row["faults_per_step"]) == 2 and min(row["faults_per_step"]) >= 0
+    assert saved["sgemm_gflops"] > 0 and 1 <= len(saved["meta"]["settle_faults"]) <= 4
+    assert "heap settled by " in printed
     assert (tmp_path / "throughput_vs_resolution.png").stat().st_size > 0
+
+
+def fresh_pages(mib: int):
+    """Anonymous memory of its own, every 4-KiB page written once (no huge pages: one fault per page)."""
+    import mmap
+
+    memory = mmap.mmap(-1, mib << 20)
+    memory.madvise(mmap.MADV_NOHUGEPAGE)
+    memory[::4096] = b"x" * ((mib << 20) // 4096)
+    return memory
+
+
+def test_settle_warms_until_a_round_maps_no_fresh_memory():
+    pytest.importorskip("resource")
+    from ravlt.bench.timing import settle
+
+    kept = []
+
+    def grows_twice():  # maps fresh memory in on its first two calls, as a heap that is still growing
+        if len(kept) < 2:
+            kept.append(fresh_pages(8))
+
+    faults = settle([grows_twice, lambda: None], max_rounds=4)
+    assert len(faults) == 3 and min(faults[:2]) >= 2048 > 256 > faults[2], faults
+    assert len(settle([lambda: fresh_pages(8).close()], max_rounds=3)) == 3  # never settles: stops at the limit
 
 
 def test_softmax_attention_never_holds_an_nxn_matrix():

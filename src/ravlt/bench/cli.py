@@ -35,7 +35,7 @@ from .headroom import free_rala_core
 from .ops import ops_breakdown, ops_table, summary
 from .report import plot, table, target_lines, targets, write_json
 from .stages import stage_breakdown, stages_table
-from .timing import CLOCKS, calibrate, peak_memory_mib, seconds_per_step, sgemm_gflops
+from .timing import CLOCKS, calibrate, peak_memory_mib, resource_usage, seconds_per_step, settle, sgemm_gflops
 from .workloads import (
     BASELINE,
     MODELS,
@@ -169,11 +169,13 @@ def available(spec, device: torch.device) -> str | None:
     return None
 
 
-def time_interleaved(steps: dict, labels: list[str], workloads, device, args) -> tuple[dict, list[float]]:
-    """Seconds per step of every pair, one sample per round; each round also measures sgemm."""
+def time_interleaved(steps: dict, labels: list[str], workloads, device, args) -> tuple[dict, dict, list[float], list]:
+    """Seconds per step of every pair, one sample per round, and the page faults per step of each sample; each
+    round also measures sgemm. On the CPU, warm rounds settle the heap first (their page faults are returned)."""
     print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
-    times = {key: [] for key in steps}
+    settle_faults = settle(list(steps.values())) if device.type == "cpu" else []
+    times, faults = {key: [] for key in steps}, {key: [] for key in steps}
     sgemm = []
     for round_ in range(args.repeats):
         sgemm.append(sgemm_gflops(device, SGEMM_N, clock=args.clock))
@@ -181,9 +183,11 @@ def time_interleaved(steps: dict, labels: list[str], workloads, device, args) ->
         for workload in workloads:
             for key in ((label, workload.label) for label in order):
                 if key in steps:
+                    before = resource_usage()[0]
                     times[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
+                    faults[key].append((resource_usage()[0] - before) / iters[key])
         print(f"round {round_ + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
-    return times, sgemm
+    return times, faults, sgemm, settle_faults
 
 
 def count_gmacs(specs, workloads) -> dict:
@@ -196,7 +200,7 @@ def count_gmacs(specs, workloads) -> dict:
     return gmacs
 
 
-def make_rows(specs, workloads, times: dict, peaks: dict, gmacs: dict, sgemm: float) -> list[dict]:
+def make_rows(specs, workloads, times: dict, faults: dict, peaks: dict, gmacs: dict, sgemm: float) -> list[dict]:
     rows = []
     for workload in workloads:
         base = times.get((BASELINE, workload.label))
@@ -218,6 +222,7 @@ def make_rows(specs, workloads, times: dict, peaks: dict, gmacs: dict, sgemm: fl
                     size=workload.size,
                     seconds=times[key],
                     seconds_median=seconds,
+                    faults_per_step=faults[key],
                     img_per_s=workload.batch / seconds,
                     img_per_s_best=workload.batch / min(times[key]),
                     # the median over rounds of the ratio within a round, whose two timings were taken
@@ -268,12 +273,13 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
 
     steps = build_steps(specs, workloads, device, dtype, args)
-    times, sgemm = time_interleaved(steps, [spec.label for spec in specs], workloads, device, args)
+    times, faults, sgemm, settle_faults = time_interleaved(steps, [spec.label for spec in specs], workloads, device,
+                                                           args)
     torch_steps = {key: step for key, step in steps.items() if MODELS[key[0]].runtime == "torch"}
     peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in torch_steps.items()}
     softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
     gmacs = {} if args.no_flops else count_gmacs(specs, workloads)
-    rows = make_rows(specs, workloads, times, peaks, gmacs, statistics.median(sgemm))
+    rows = make_rows(specs, workloads, times, faults, peaks, gmacs, statistics.median(sgemm))
     result = dict(
         meta=dict(
             device=device.type,
@@ -289,6 +295,7 @@ def run(args: argparse.Namespace) -> dict:
             free_rala_core=args.free_rala_core,
             malloc="freed memory kept" if kept_freed_memory else "system default",
             repeats=args.repeats,
+            settle_faults=settle_faults,
             torch=torch.__version__,
             timm=timm.__version__,
             load_before=round(load_before[0], 1),

@@ -1,8 +1,9 @@
 """Where the time goes by kind of operation (``python -m ravlt.bench --ops``).
 
 RAVLT-S and convnext_tiny run the bench's own steps (channels-last, fp32; a training step includes the AdamW
-update), one model after the other per round: an untimed step, a plain step timed as a whole, then the same step
-under :class:`OpTimer`, which times every ATen op it calls on its own and puts that time into one kind:
+update), one model after the other per round, after warm rounds that settle the heap (:func:`timing.settle`):
+a plain step timed as a whole, then the same step under :class:`OpTimer`, which times every ATen op it calls on
+its own and puts that time into one kind:
 
 - ``pointwise``: 1×1 convolutions and linear layers, the GEMMs (RAVLT's projections and FFN, ConvNeXt's MLP);
 - ``dense conv``: k×k convolutions that mix channels (RAVLT's stem and downsampling, ConvNeXt's);
@@ -30,12 +31,8 @@ from typing import NamedTuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .timing import resource_usage, settle
 from .workloads import BASELINE, MODELS, Workload, make_step, prepare_model
-
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None
 
 OPS_MODELS = ("ravlt_s", BASELINE)
 OUTSIDE = "outside ops"
@@ -103,10 +100,8 @@ class StepTimes(NamedTuple):
 def step_times(step) -> StepTimes:
     """Milliseconds per kind of one call of ``step`` (they add up to a plain call's wall time, or to the ops'
     own times where those take longer), the ops of ``other`` by name, and the plain call's page faults and
-    system time. A first call finds the step's memory: after another model's or workload's steps the allocator
-    may map fresh pages in, and each fault costs 2–40 µs on the machines measured (docs/performance.md); what
-    faults remain show in the plain call's figures and in its time outside the ops."""
-    step()
+    system time (each fault costs 2–40 µs on the machines measured, docs/performance.md: warm the step first, with
+    :func:`timing.settle` where other steps take turns with it)."""
     before, start = resource_usage(), time.perf_counter()
     step()
     wall_ms = 1e3 * (time.perf_counter() - start)
@@ -123,14 +118,6 @@ def step_times(step) -> StepTimes:
     return StepTimes(ms, other_ops, after[0] - before[0], 1e3 * (after[1] - before[1]))
 
 
-def resource_usage() -> tuple[int, float]:
-    """(minor page faults, system CPU seconds) of this process so far; zeros where the OS does not say."""
-    if resource is None:
-        return 0, 0.0
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_minflt, usage.ru_stime
-
-
 def ops_breakdown(workloads: list[Workload], rounds: int) -> list[dict]:
     """One row per (workload, model): mean milliseconds per kind over ``rounds`` interleaved steps, the largest
     ops of ``other``, and the plain steps' mean page faults and system time."""
@@ -140,6 +127,7 @@ def ops_breakdown(workloads: list[Workload], rounds: int) -> list[dict]:
         steps = {name: make_step(prepare_model(MODELS[name], workload, device), workload, device)
                  for name in OPS_MODELS}
         samples = {name: [] for name in OPS_MODELS}
+        settle(list(steps.values()))
         for _ in range(rounds):
             for name, step in steps.items():
                 samples[name].append(step_times(step))

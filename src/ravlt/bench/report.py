@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ravlt.files import write_text_atomically
 
+from .timing import SETTLED_FAULTS
+
 # The issue's targets for RAVLT-S against convnext_tiny, CPU fp32, same run.
 RATIO_TARGETS = (
     ("eval b16 224²", 0.95, "RAVLT-S / convnext_tiny img/s, inference b16 224²"),
@@ -129,6 +131,18 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def faults_line(result: dict) -> str | None:
+    """The warm rounds' page faults and the timed steps that still faulted (CPU); None where nothing was counted."""
+    settled = result["meta"].get("settle_faults")
+    if not settled:
+        return None
+    faulting = [f"{r['model']} {r['workload']} {f:,.0f} (round {i + 1})" for r in result["rows"]
+                for i, f in enumerate(r.get("faults_per_step", [])) if f >= SETTLED_FAULTS]
+    return (f"heap settled by {len(settled)} warm round{'s' * (len(settled) != 1)} of every step "
+            f"(page faults per round: {' / '.join(f'{f:,}' for f in settled)}); timed steps with "
+            f"{SETTLED_FAULTS}+ page faults: {', '.join(faulting) or 'none'}")
+
+
 def table(result: dict) -> str:
     meta = result["meta"]
     lines = [
@@ -141,6 +155,7 @@ def table(result: dict) -> str:
         f"interleaved rounds (ratios: median of per-round ratios); "
         f"load average {meta['load_before']} -> {meta['load_after']}",
         f"sgemm (torch.mm {meta['sgemm_n']}², fp32): {result['sgemm_gflops']:.0f} GFLOP/s",
+        *filter(None, [faults_line(result)]),
         "",
         "| workload | model | img/s | × convnext_tiny | peak MiB | GFLOP/img | GFLOP/s | % of sgemm |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
