@@ -59,6 +59,17 @@ def test_settle_warms_until_a_round_maps_no_fresh_memory():
     assert len(settle([lambda: fresh_pages(8).close()], max_rounds=3)) == 3  # never settles: stops at the limit
 
 
+def test_sgemm_yardstick_allocates_once():
+    from ravlt.bench.timing import sgemm_yardstick
+    from ravlt.tools.profiling import quiet_profile
+
+    gflops = sgemm_yardstick(torch.device("cpu"), n=128)
+    with quiet_profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        assert gflops(2) > 0
+    allocations = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.nbytes() > 0]
+    assert not allocations, [e.nbytes() for e in allocations]
+
+
 def test_softmax_attention_never_holds_an_nxn_matrix():
     """RAVLT-S stage 3 at 1024² input: 4096 tokens, 5 heads; one fp32 N×N map of one head is 64 MiB.
     Four times the tokens must cost about four times the memory, not sixteen."""

@@ -35,7 +35,7 @@ from .headroom import free_rala_core
 from .ops import ops_breakdown, ops_table, summary
 from .report import plot, table, target_lines, targets, write_json
 from .stages import stage_breakdown, stages_table
-from .timing import CLOCKS, calibrate, peak_memory_mib, resource_usage, seconds_per_step, settle, sgemm_gflops
+from .timing import CLOCKS, calibrate, peak_memory_mib, resource_usage, seconds_per_step, settle, sgemm_yardstick
 from .workloads import (
     BASELINE,
     MODELS,
@@ -173,12 +173,13 @@ def time_interleaved(steps: dict, labels: list[str], workloads, device, args) ->
     """Seconds per step of every pair, one sample per round, and the page faults per step of each sample; each
     round also measures sgemm. On the CPU, warm rounds settle the heap first (their page faults are returned)."""
     print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
+    sgemm_gflops = sgemm_yardstick(device, SGEMM_N, args.clock)
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
     settle_faults = settle(list(steps.values())) if device.type == "cpu" else []
     times, faults = {key: [] for key in steps}, {key: [] for key in steps}
     sgemm = []
     for round_ in range(args.repeats):
-        sgemm.append(sgemm_gflops(device, SGEMM_N, clock=args.clock))
+        sgemm.append(sgemm_gflops())
         order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
         for workload in workloads:
             for key in ((label, workload.label) for label in order):
