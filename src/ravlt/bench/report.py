@@ -138,8 +138,10 @@ def faults_line(result: dict) -> str | None:
         return None
     faulting = [f"{r['model']} {r['workload']} {f:,.0f} (round {i + 1})" for r in result["rows"]
                 for i, f in enumerate(r.get("faults_per_step", [])) if f >= SETTLED_FAULTS]
+    reserve = result["meta"].get("heap_reserve_mib")
     return (f"heap settled by {len(settled)} warm round{'s' * (len(settled) != 1)} of every step "
-            f"(page faults per round: {' / '.join(f'{f:,}' for f in settled)}); timed steps with "
+            f"(page faults per round: {' / '.join(f'{f:,}' for f in settled)})"
+            f"{f', then grown by {reserve:,} MiB faulted in at its top' if reserve else ''}; timed steps with "
             f"{SETTLED_FAULTS}+ page faults: {', '.join(faulting) or 'none'}")
 
 

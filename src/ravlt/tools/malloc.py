@@ -56,3 +56,50 @@ def give_freed_memory_back() -> None:
     for parameter, value in GLIBC_DEFAULTS.items():
         libc.mallopt(parameter, value)
     libc.malloc_trim(0)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _mallinfo2() -> _MallInfo2 | None:
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    return libc.mallinfo2()
+
+
+def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
+    """After :func:`keep_freed_memory`: grow the heap by at least ``nbytes``, fault that memory in and free it, so that
+    it stays in the process as the heap's top. An allocation that later finds no free block large enough is then
+    carved from resident memory instead of growing the heap into fresh pages, each faulted in on first touch.
+
+    Many models taking turns in one process (the bench) fragment the heap: after warm rounds, a timed step still grew
+    it now and then, by up to 120 MiB, and page-faulted exactly as many pages as the heap grew (docs/performance.md).
+    Free blocks of ``block`` bytes or more are taken (and touched, already resident) before the top; returns how many
+    bytes the heap grew by (0 without glibc's ``mallinfo2``, or where big blocks are mmap'd: keep_freed_memory not in
+    force)."""
+    info = _mallinfo2()
+    if info is None:
+        return 0
+    libc = _glibc()
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    start, held = info.arena, []
+    try:
+        for _ in range((info.fordblks + nbytes) // block + 2):  # blocks from free memory, then from the top
+            if _mallinfo2().arena - start >= nbytes:
+                break
+            address = libc.malloc(block)
+            if not address:
+                break
+            held.append(address)
+            ctypes.memset(address, 0, block)
+    finally:
+        grown = _mallinfo2().arena - start
+        for address in held:
+            libc.free(address)
+    return grown
