@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ravlt.bench.cli import main, parse_args, settle_cpu_diagnostics, softmax_attention_memory
-from ravlt.bench.report import target_lines, targets
+from ravlt.bench.report import faults_line, target_lines, targets
 from ravlt.bench.timing import peak_memory_mib
 from ravlt.models import RALA, SoftmaxAttention
 from ravlt.models.rope import RoPE2d
@@ -30,6 +30,8 @@ def test_bench_quick_run_writes_table_json_and_plot(tmp_path, capsys):
         if row["model"] == "convnext_tiny":
             assert row["ratio"] == 1.0
         assert len(row["faults_per_step"]) == 2 and min(row["faults_per_step"]) >= 0
+        if platform.libc_ver()[0] == "glibc":
+            assert len(row["heap_growth_mib_per_step"]) == 2 and min(row["heap_growth_mib_per_step"]) >= 0
     assert saved["sgemm_gflops"] > 0 and 1 <= len(saved["meta"]["settle_faults"]) <= 4
     assert "heap settled by " in printed
     if platform.libc_ver()[0] == "glibc":
@@ -116,6 +118,18 @@ def test_targets_read_the_rows():
     assert abs(find("frozen (compile_frozen) / eager")["value"] - 1.25) < 1e-9
     assert abs(find("both frozen")["value"] - 0.75) < 1e-9 and find("both frozen")["met"] is None
     assert abs(find("fused (RAVLT.fuse")["value"] - 1.25) < 1e-9
+
+
+def test_faults_line_names_each_faulted_timed_step_with_its_heap_growth():
+    result = {"meta": {"settle_faults": [52_000, 12], "heap_reserve_mib": 1055},
+              "rows": [{"model": "ravlt_b", "workload": "train b16 224²", "faults_per_step": [3, 30_836.0],
+                        "heap_growth_mib_per_step": [0.0, 120.4]},
+                       {"model": "convnext_tiny", "workload": "train b16 224²", "faults_per_step": [0, 255]}]}
+    assert faults_line(result) == (
+        "heap settled by 2 warm rounds of every step (page faults per round: 52,000 / 12), then grown by 1,055 MiB "
+        "faulted in at its top; timed steps with 256+ page faults: ravlt_b train b16 224² 30,836 (round 2, heap grown "
+        "by 120.4 MiB)"
+    )
 
 
 def test_a_missed_target_never_prints_as_its_limit():

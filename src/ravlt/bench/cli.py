@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -29,7 +30,7 @@ from ravlt.models import SoftmaxAttention
 from ravlt.models.rope import RoPE2d
 from ravlt.tools.compile import checked_budget
 from ravlt.tools.flops import count
-from ravlt.tools.malloc import grow_heap_top, keep_freed_memory
+from ravlt.tools.malloc import grow_heap_top, heap_bytes, keep_freed_memory
 
 from .headroom import free_rala_core
 from .ops import ops_breakdown, ops_table, summary
@@ -173,29 +174,44 @@ def available(spec, device: torch.device) -> str | None:
     return None
 
 
-def time_interleaved(steps: dict, labels: list[str], workloads, device, args,
-                     kept_freed_memory: bool) -> tuple[dict, dict, list[float], list, int]:
-    """Seconds per step of every pair, one sample per round, and the page faults per step of each sample; each
-    round also measures sgemm. On the CPU, warm rounds settle the heap first (their page faults are returned), and
-    with freed memory kept HEAP_RESERVE more is faulted in at the heap's top (the MiB it grew by are returned)."""
+@dataclasses.dataclass
+class Timings:
+    """What the interleaved rounds measured: per (model, workload) key one sample per round of the seconds per
+    step, the page faults per step and the MiB per step the heap grew by (None where glibc does not say); each
+    round's sgemm GFLOP/s; the warm rounds' page faults; the MiB the heap's top was grown by before timing."""
+
+    seconds: dict
+    faults: dict
+    heap_growth_mib: dict
+    sgemm: list
+    settle_faults: list
+    heap_reserve_mib: int
+
+
+def time_interleaved(steps: dict, labels: list[str], workloads, device, args, kept_freed_memory: bool) -> Timings:
+    """Every pair once per round, each round starting from another model, and sgemm once per round. On the CPU,
+    warm rounds settle the heap first, and with freed memory kept HEAP_RESERVE more is faulted in at its top."""
     print(f"warming up {len(steps)} model/workload pairs ...", flush=True)
     sgemm_gflops = sgemm_yardstick(device, SGEMM_N, args.clock)
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
-    settle_faults = settle(list(steps.values())) if device.type == "cpu" else []
-    reserve_mib = grow_heap_top(HEAP_RESERVE) >> 20 if device.type == "cpu" and kept_freed_memory else 0
-    times, faults = {key: [] for key in steps}, {key: [] for key in steps}
-    sgemm = []
+    on_cpu = device.type == "cpu"
+    timings = Timings({key: [] for key in steps}, {key: [] for key in steps}, {key: [] for key in steps}, [],
+                      settle(list(steps.values())) if on_cpu else [],
+                      grow_heap_top(HEAP_RESERVE) >> 20 if on_cpu and kept_freed_memory else 0)
     for round_ in range(args.repeats):
-        sgemm.append(sgemm_gflops())
+        timings.sgemm.append(sgemm_gflops())
         order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
         for workload in workloads:
             for key in ((label, workload.label) for label in order):
                 if key in steps:
-                    before = resource_usage()[0]
-                    times[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
-                    faults[key].append((resource_usage()[0] - before) / iters[key])
+                    faults, heap = resource_usage()[0], heap_bytes()
+                    timings.seconds[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
+                    timings.faults[key].append((resource_usage()[0] - faults) / iters[key])
+                    timings.heap_growth_mib[key].append(
+                        None if heap is None else (heap_bytes() - heap) / iters[key] / 2**20
+                    )
         print(f"round {round_ + 1}/{args.repeats} done (load average {os.getloadavg()[0]:.1f})", flush=True)
-    return times, faults, sgemm, settle_faults, reserve_mib
+    return timings
 
 
 def count_gmacs(specs, workloads) -> dict:
@@ -208,7 +224,8 @@ def count_gmacs(specs, workloads) -> dict:
     return gmacs
 
 
-def make_rows(specs, workloads, times: dict, faults: dict, peaks: dict, gmacs: dict, sgemm: float) -> list[dict]:
+def make_rows(specs, workloads, timings: Timings, peaks: dict, gmacs: dict) -> list[dict]:
+    times, sgemm = timings.seconds, statistics.median(timings.sgemm)
     rows = []
     for workload in workloads:
         base = times.get((BASELINE, workload.label))
@@ -230,7 +247,8 @@ def make_rows(specs, workloads, times: dict, faults: dict, peaks: dict, gmacs: d
                     size=workload.size,
                     seconds=times[key],
                     seconds_median=seconds,
-                    faults_per_step=faults[key],
+                    faults_per_step=timings.faults[key],
+                    heap_growth_mib_per_step=timings.heap_growth_mib[key],
                     img_per_s=workload.batch / seconds,
                     img_per_s_best=workload.batch / min(times[key]),
                     # the median over rounds of the ratio within a round, whose two timings were taken
@@ -281,14 +299,12 @@ def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
 
     steps = build_steps(specs, workloads, device, dtype, args)
-    times, faults, sgemm, settle_faults, reserve_mib = time_interleaved(
-        steps, [spec.label for spec in specs], workloads, device, args, kept_freed_memory
-    )
+    timings = time_interleaved(steps, [spec.label for spec in specs], workloads, device, args, kept_freed_memory)
     torch_steps = {key: step for key, step in steps.items() if MODELS[key[0]].runtime == "torch"}
     peaks = {} if args.no_memory else {key: peak_memory_mib(step, device) for key, step in torch_steps.items()}
     softmax_memory = None if args.no_memory else softmax_attention_memory(device, dtype)
     gmacs = {} if args.no_flops else count_gmacs(specs, workloads)
-    rows = make_rows(specs, workloads, times, faults, peaks, gmacs, statistics.median(sgemm))
+    rows = make_rows(specs, workloads, timings, peaks, gmacs)
     result = dict(
         meta=dict(
             device=device.type,
@@ -304,8 +320,8 @@ def run(args: argparse.Namespace) -> dict:
             free_rala_core=args.free_rala_core,
             malloc="freed memory kept" if kept_freed_memory else "system default",
             repeats=args.repeats,
-            settle_faults=settle_faults,
-            heap_reserve_mib=reserve_mib,
+            settle_faults=timings.settle_faults,
+            heap_reserve_mib=timings.heap_reserve_mib,
             torch=torch.__version__,
             timm=timm.__version__,
             load_before=round(load_before[0], 1),
@@ -314,8 +330,8 @@ def run(args: argparse.Namespace) -> dict:
             sweep_batch=next((w.batch for w in workloads if w.group == "sweep"), None),
             baseline=BASELINE,
         ),
-        sgemm_gflops=statistics.median(sgemm),
-        sgemm_gflops_per_round=sgemm,
+        sgemm_gflops=statistics.median(timings.sgemm),
+        sgemm_gflops_per_round=timings.sgemm,
         rows=rows,
         softmax_attention_memory=softmax_memory,
     )

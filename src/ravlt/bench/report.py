@@ -131,12 +131,17 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _heap_growth(row: dict, round_: int) -> str:
+    growth = row.get("heap_growth_mib_per_step", [])
+    return f", heap grown by {growth[round_]:,.1f} MiB" if round_ < len(growth) and growth[round_] is not None else ""
+
+
 def faults_line(result: dict) -> str | None:
     """The warm rounds' page faults and the timed steps that still faulted (CPU); None where nothing was counted."""
     settled = result["meta"].get("settle_faults")
     if not settled:
         return None
-    faulting = [f"{r['model']} {r['workload']} {f:,.0f} (round {i + 1})" for r in result["rows"]
+    faulting = [f"{r['model']} {r['workload']} {f:,.0f} (round {i + 1}{_heap_growth(r, i)})" for r in result["rows"]
                 for i, f in enumerate(r.get("faults_per_step", [])) if f >= SETTLED_FAULTS]
     reserve = result["meta"].get("heap_reserve_mib")
     return (f"heap settled by {len(settled)} warm round{'s' * (len(settled) != 1)} of every step "

@@ -72,6 +72,13 @@ def _mallinfo2() -> _MallInfo2 | None:
     return libc.mallinfo2()
 
 
+def heap_bytes() -> int | None:
+    """The bytes glibc's arenas hold outside blocks of their own mapping (``mallinfo2().arena``): the heap's size,
+    which grows when no free block fits an allocation; None without glibc >= 2.33."""
+    info = _mallinfo2()
+    return None if info is None else info.arena
+
+
 def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
     """After :func:`keep_freed_memory`: grow the heap by at least ``nbytes``, fault that memory in and free it, so that
     it stays in the process as the heap's top. An allocation that later finds no free block large enough is then
@@ -91,7 +98,7 @@ def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
     start, held = info.arena, []
     try:
         for _ in range((info.fordblks + nbytes) // block + 2):  # blocks from free memory, then from the top
-            if _mallinfo2().arena - start >= nbytes:
+            if heap_bytes() - start >= nbytes:
                 break
             address = libc.malloc(block)
             if not address:
@@ -99,7 +106,7 @@ def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
             held.append(address)
             ctypes.memset(address, 0, block)
     finally:
-        grown = _mallinfo2().arena - start
+        grown = heap_bytes() - start
         for address in held:
             libc.free(address)
     return grown
