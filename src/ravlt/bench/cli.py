@@ -195,9 +195,11 @@ def time_interleaved(steps: dict, labels: list[str], workloads, device, args, ke
     sgemm_gflops = sgemm_yardstick(device, SGEMM_N, args.clock)
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
     on_cpu = device.type == "cpu"
-    timings = Timings({key: [] for key in steps}, {key: [] for key in steps}, {key: [] for key in steps}, [],
-                      settle(list(steps.values())) if on_cpu else [],
-                      grow_heap_top(HEAP_RESERVE) >> 20 if on_cpu and kept_freed_memory else 0)
+    settle_faults = settle(list(steps.values())) if on_cpu else []
+    reserve_mib = grow_heap_top(HEAP_RESERVE) >> 20 if on_cpu and kept_freed_memory else 0  # after settling
+    timings = Timings(seconds={key: [] for key in steps}, faults={key: [] for key in steps},
+                      heap_growth_mib={key: [] for key in steps}, sgemm=[], settle_faults=settle_faults,
+                      heap_reserve_mib=reserve_mib)
     for round_ in range(args.repeats):
         timings.sgemm.append(sgemm_gflops())
         order = labels[round_ % len(labels):] + labels[: round_ % len(labels)]
