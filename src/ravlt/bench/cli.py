@@ -57,6 +57,7 @@ SGEMM_N = 2048
 # Faulted in at the heap's top after the warm rounds: a timed step that still grows the heap grows into it (the most
 # seen was 120 MiB: RAVLT-B's training step, docs/performance.md), not into fresh pages.
 HEAP_RESERVE = 1 << 30
+QUICK_HEAP_RESERVE = 64 << 20  # --quick's tiny steps
 OPS_ROUNDS = 3  # op-timed steps per model and workload for --ops (a breakdown needs fewer than a timing)
 
 
@@ -196,7 +197,8 @@ def time_interleaved(steps: dict, labels: list[str], workloads, device, args, ke
     iters = {key: calibrate(step, device, args.min_seconds, args.clock) for key, step in steps.items()}
     on_cpu = device.type == "cpu"
     settle_faults = settle(list(steps.values())) if on_cpu else []
-    reserve_mib = grow_heap_top(HEAP_RESERVE) >> 20 if on_cpu and kept_freed_memory else 0  # after settling
+    reserve = QUICK_HEAP_RESERVE if args.quick else HEAP_RESERVE
+    reserve_mib = grow_heap_top(reserve) >> 20 if on_cpu and kept_freed_memory else 0  # after settling
     timings = Timings(seconds={key: [] for key in steps}, faults={key: [] for key in steps},
                       heap_growth_mib={key: [] for key in steps}, sgemm=[], settle_faults=settle_faults,
                       heap_reserve_mib=reserve_mib)

@@ -86,7 +86,7 @@ def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
 
     Many models taking turns in one process (the bench) fragment the heap: after warm rounds, a timed step still grew
     it now and then, by up to 120 MiB, and page-faulted exactly as many pages as the heap grew (docs/performance.md).
-    Free blocks of ``block`` bytes or more are taken (and touched, already resident) before the top; returns how many
+    Free blocks of ``block`` bytes or more are taken (untouched) before the top; returns how many
     bytes the heap grew by (0 without glibc's ``mallinfo2``, or where big blocks are mmap'd: keep_freed_memory not in
     force)."""
     info = _mallinfo2()
@@ -100,11 +100,13 @@ def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
         for _ in range((info.fordblks + nbytes) // block + 2):  # blocks from free memory, then from the top
             if heap_bytes() - start >= nbytes:
                 break
+            size = heap_bytes()
             address = libc.malloc(block)
             if not address:
                 break
             held.append(address)
-            ctypes.memset(address, 0, block)
+            if heap_bytes() > size:  # carved from the top: fault it in (a free block found may have been trimmed)
+                ctypes.memset(address, 0, block)
     finally:
         grown = heap_bytes() - start
         for address in held:
