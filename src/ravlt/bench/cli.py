@@ -208,7 +208,7 @@ def time_interleaved(steps: dict, labels: list[str], workloads, device, args, ke
         for workload in workloads:
             for key in ((label, workload.label) for label in order):
                 if key in steps:
-                    faults, heap = resource_usage()[0], heap_bytes()
+                    heap, faults = heap_bytes(), resource_usage()[0]
                     timings.seconds[key].append(seconds_per_step(steps[key], device, iters[key], args.clock))
                     timings.faults[key].append((resource_usage()[0] - faults) / iters[key])
                     timings.heap_growth_mib[key].append(
