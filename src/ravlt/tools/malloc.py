@@ -100,9 +100,9 @@ def grow_heap_top(nbytes: int, block: int = 64 << 20) -> int:
     start, held = info.arena, []
     try:
         for _ in range((info.fordblks + nbytes) // block + 2):  # blocks from free memory, then from the top
-            if heap_bytes() - start >= nbytes:
-                break
             size = heap_bytes()
+            if size - start >= nbytes:
+                break
             address = libc.malloc(block)
             if not address:
                 break
